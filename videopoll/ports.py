@@ -1,0 +1,134 @@
+"""What the engine needs from the outside world, as Protocols.
+
+Adapters in `videopoll.services` implement these over real services; `videopoll.testing`
+implements them in memory. Every method is async; every store write is one conditional
+statement that returns whether it matched, so a repeated or racing call is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from .model import AgentState, ArtifactRef, Lesson, StartTask, VideoAsset
+
+
+class AgentAPI(Protocol):
+    async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
+        """State of each conversation (None: unknown to the agent), batched and concurrent."""
+        ...
+
+    async def start(
+        self, *, prompt: str, repository: str, branch: str, title: str,
+        secrets: Mapping[str, str] | None = None,
+    ) -> StartTask:
+        """Start a conversation; not idempotent, so never retried once sent."""
+        ...
+
+    async def resolve(self, start_ids: Sequence[str]) -> dict[str, StartTask | None]:
+        """Progress of start tasks (None: unknown)."""
+        ...
+
+
+class ArtifactSource(Protocol):
+    async def find(self, paths: Sequence[str]) -> dict[str, ArtifactRef | None]:
+        """Which of `paths` exist, from one (conditional) listing."""
+        ...
+
+    def open(self, ref: ArtifactRef) -> AsyncIterator[bytes]:
+        """Stream the file's bytes (not verified: see `videopoll.transfer`)."""
+        ...
+
+
+class Store(Protocol):
+    """Rows of `lesson_assets`, `lessons` and `videopoll_state`, plus the bucket.
+
+    Leases and timestamps use the store's own clock (the database server's `now()`).
+    """
+
+    async def pending(self, limit: int | None = None) -> list[VideoAsset]:
+        """Rows in starting/generating/finished/transferring, oldest first."""
+        ...
+
+    async def get(self, asset_id: str) -> VideoAsset | None: ...
+
+    async def by_conversation(self, conversation_id: str) -> list[VideoAsset]: ...
+
+    async def resolve_start(self, asset_id: str, conversation_id: str) -> bool:
+        """starting -> generating with the conversation id."""
+        ...
+
+    async def mark_finished(self, asset_id: str) -> bool:
+        """generating -> finished, stamping finished_at."""
+        ...
+
+    async def mark_generating(self, asset_id: str) -> bool:
+        """finished -> generating (the agent went back to work); clears finished_at."""
+        ...
+
+    async def claim(self, asset_id: str, owner: str, lease_s: float) -> bool:
+        """finished (or transferring with an expired lease) -> transferring, held by owner."""
+        ...
+
+    async def renew(self, asset_id: str, owner: str, lease_s: float) -> bool:
+        """Extend a live lease; False when owner no longer holds it."""
+        ...
+
+    async def release(self, asset_id: str, owner: str) -> bool:
+        """transferring -> finished, when owner holds it (after a transient error)."""
+        ...
+
+    async def put(
+        self, asset: VideoAsset, key: str, chunks: AsyncIterator[bytes], *, size: int,
+        digest: str, owner: str, content_type: str = "video/mp4",
+    ) -> None:
+        """Upload to the deterministic key, upserting; raises what `chunks` raises.
+
+        `chunks` holds its last piece back until the bytes are verified, so an upload
+        whose stream raises must leave no object (or the previous one) behind. `digest`
+        names the content (git blob sha or LFS oid): a resumable upload left by a crash is
+        continued only for the same digest, and only by the lease holder `owner`.
+        """
+        ...
+
+    async def mark_ready(self, asset_id: str, owner: str, storage_path: str) -> bool:
+        """transferring -> ready, only while owner holds a live lease."""
+        ...
+
+    async def mark_failed(self, asset_id: str, reason: str, owner: str | None = None) -> bool:
+        """Any pending state -> failed; a transferring row only by its lease holder."""
+        ...
+
+    async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
+        """Note a transient error (attempts + 1; mismatches + 1 when asked); returns the new
+        mismatch count. The status does not change."""
+        ...
+
+    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False
+                    ) -> list[VideoAsset]:
+        """failed -> generating (starting when there is only a start task); None: every failed
+        row. The error is appended to metadata.error_history; retried_at restarts the clock."""
+        ...
+
+    async def lesson(self, lesson_id: str) -> Lesson | None: ...
+
+    async def open_video(self, lesson_id: str) -> VideoAsset | None:
+        """A video row of the lesson that is neither ready nor failed."""
+        ...
+
+    async def insert_asset(
+        self, *, asset_id: str, lesson_id: str, user_id: str | None, start_task_id: str,
+        github_path: str,
+    ) -> VideoAsset:
+        """A new video row in `starting`."""
+        ...
+
+    async def get_state(self, key: str) -> dict[str, Any] | None: ...
+
+    async def set_state(self, key: str, value: dict[str, Any]) -> None: ...
+
+    async def check(self) -> list[tuple[str, bool, str]]:
+        """doctor's checks of this store: (name, ok, detail)."""
+        ...
+
+    async def close(self) -> None: ...
