@@ -1,23 +1,24 @@
 """The exceptions videopoll raises, each with a stable code and an exit code.
 
-    VideopollError                      code            exit
-    ├── ConfigError                     config          2   missing or invalid setting, bad usage
-    ├── NotFound                        not_found       1   a lesson or conversation nobody knows
-    ├── Refused                         refused         1   the request is not allowed (e.g. a second pending video)
-    ├── Interrupted                     interrupted     130
-    ├── ServiceError                    service         1   a remote service misbehaved
-    │   ├── Unreachable                 unreachable     1   DNS, refused connection, timeout (after retries)
-    │   ├── RateLimited                 rate_limited    1   429/403 with a wait longer than the pass can afford
-    │   ├── ServerError                 server_error    1   5xx (after retries)
-    │   ├── ProtocolError               protocol        1   an answer that breaks the service's contract
-    │   ├── AuthError                   auth            3   the service refused our credentials
-    │   └── RequestRejected             rejected        1   any other 4xx
-    └── ArtifactError                   artifact        1   one video's bytes cannot be used
-        ├── UnsafePath                  unsafe_path         permanent
-        ├── TooLarge                    too_large           permanent
-        ├── NotVideo                    not_video           permanent
-        ├── ContentMismatch             mismatch            counted; permanent after VIDEOPOLL_MAX_ATTEMPTS
-        └── ShortBody                   short_body          transient: the connection broke mid-body
+    class                       code          exit  meaning
+    VideopollError              error           1
+    ├── ConfigError             config          2   missing or invalid setting, bad usage
+    ├── NotFound                not_found       1   a lesson or conversation nobody knows
+    ├── Refused                 refused         1   not allowed (a second pending video)
+    ├── Interrupted             interrupted   130
+    ├── ServiceError            service         1   a remote service misbehaved
+    │   ├── Unreachable         unreachable     1   DNS, refused, timeout (after retries)
+    │   ├── RateLimited         rate_limited    1   a wait longer than the pass affords
+    │   ├── ServerError         server_error    1   5xx (after retries)
+    │   ├── ProtocolError       protocol        1   an answer that breaks the contract
+    │   ├── AuthError           auth            3   the service refused our credentials
+    │   └── RequestRejected     rejected        1   any other 4xx
+    └── ArtifactError           artifact        1   one video's bytes cannot be used
+        ├── UnsafePath          unsafe_path         permanent
+        ├── TooLarge            too_large           permanent
+        ├── NotVideo            not_video           permanent
+        ├── ContentMismatch     mismatch            permanent after VIDEOPOLL_MAX_ATTEMPTS
+        └── ShortBody           short_body          transient: the body broke off
 
 `ServiceError.transient` tells the engine to defer a row rather than fail it; every class's
 docstring is its default message, so `raise Unreachable()` already reads well.

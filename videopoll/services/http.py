@@ -1,0 +1,221 @@
+"""The one client layer: httpx clients, retries, rate limits, call counters, error translation.
+
+Every service adapter gets its `httpx.AsyncClient` from `make_client` and sends through
+`send`, so timeouts, the User-Agent, the retry predicate and the way an HTTP status becomes a
+videopoll exception are the same for OpenHands, GitHub and Supabase.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import stamina
+
+from .. import __version__
+from ..errors import (
+    AuthError,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    ServiceError,
+    Unreachable,
+)
+
+USER_AGENT = f"videopoll/{__version__}"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass
+class Budget:
+    """How long retries may wait in this pass; longer waits defer the work to the next pass."""
+
+    deadline: float = field(default_factory=lambda: time.monotonic() + 60.0)
+    max_wait: float = 30.0
+    attempts: int = 4
+    clock: Callable[[], float] = time.monotonic
+
+    def affordable(self, wait: float) -> bool:
+        return wait <= self.max_wait and self.clock() + wait < self.deadline
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - self.clock())
+
+
+def make_client(
+    service: str,
+    base_url: str,
+    *,
+    calls: Counter[str],
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+    max_connections: int = 10,
+) -> httpx.AsyncClient:
+    """A client for one service: counted, identified, bounded, following redirects.
+
+    httpx drops `Authorization` when a redirect leaves the origin, which is what GitHub's
+    blob and LFS downloads need. HTTP/1.1 only: pooled HTTP/2 connections go stale behind
+    Supabase's gateway (supabase-py #1064).
+    """
+
+    async def count(request: httpx.Request) -> None:
+        calls[service] += 1
+
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        follow_redirects=True,
+        max_redirects=5,
+        transport=transport,
+        limits=httpx.Limits(max_connections=max_connections,
+                            max_keepalive_connections=max_connections),
+        event_hooks={"request": [count]},
+    )
+
+
+def safe_url(url: httpx.URL | str) -> str:
+    """A URL without its query string: signed download links carry tokens there."""
+    parsed = httpx.URL(str(url))
+    return str(parsed.copy_with(query=None, fragment=None))
+
+
+def retry_after(response: httpx.Response, *, now: float | None = None) -> float | None:
+    """Seconds to wait before retrying, by GitHub's documented order of headers.
+
+    `retry-after` first; else `x-ratelimit-remaining: 0` means wait until
+    `x-ratelimit-reset`; else None (the caller backs off exponentially).
+    """
+    raw = response.headers.get("retry-after")
+    if raw:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(raw)
+            return max(0.0, parsed.timestamp() - (now or time.time()))
+    if response.headers.get("x-ratelimit-remaining") == "0":
+        reset = response.headers.get("x-ratelimit-reset")
+        if reset and reset.isdigit():
+            return max(1.0, int(reset) - (now or time.time()))
+    return None
+
+
+def is_rate_limited(response: httpx.Response) -> bool:
+    """429, or GitHub's 403 flavour of a primary or secondary rate limit."""
+    if response.status_code == 429:
+        return True
+    if response.status_code != 403:
+        return False
+    if "retry-after" in response.headers or response.headers.get("x-ratelimit-remaining") == "0":
+        return True
+    # A secondary limit may come with neither header; its message says so.
+    return "rate limit" in _detail(response).lower()
+
+
+def error_for(response: httpx.Response, service: str, what: str = "") -> ServiceError:
+    """Translate an HTTP status into the exception tree (the same for every service)."""
+    status = response.status_code
+    label = f"{service}: {what} " if what else f"{service}: "
+    detail = _detail(response)
+    if is_rate_limited(response):
+        wait = retry_after(response)
+        shown = f" (retry in {wait:.0f}s)" if wait is not None else ""
+        return RateLimited(f"{label}rate limited{shown}", retry_after=wait, service=service,
+                           status=status)
+    if status in (401, 403):
+        return AuthError(f"{label}credentials refused (HTTP {status}){detail}",
+                         service=service, status=status)
+    if status >= 500:
+        return ServerError(f"{label}HTTP {status}{detail}", service=service, status=status)
+    return RequestRejected(f"{label}HTTP {status}{detail}", service=service, status=status)
+
+
+def _detail(response: httpx.Response) -> str:
+    """One short, safe line from an error body (`message`, `detail` or `error`)."""
+    try:
+        body = response.json()
+    except Exception:  # unread or not JSON: say nothing rather than echo an HTML page
+        return ""
+    text: Any = None
+    if isinstance(body, dict):
+        text = body.get("message") or body.get("detail") or body.get("error")
+    if isinstance(text, list):
+        text = "; ".join(str(t.get("msg", t)) if isinstance(t, dict) else str(t) for t in text)
+    if not isinstance(text, str) or not text:
+        return ""
+    return ": " + " ".join(text.split())[:160]
+
+
+def transport_error(exc: httpx.TransportError, service: str, url: httpx.URL | str) -> Unreachable:
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+    return Unreachable(f"{service}: {safe_url(url)} {kind} ({type(exc).__name__})",
+                       service=service)
+
+
+class _Retry(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+
+def _hook(budget: Budget) -> Callable[[Exception], bool | float]:
+    """The declared retry predicate: transport errors, 429 and 5xx; never another 4xx."""
+
+    def decide(exc: Exception) -> bool | float:
+        if isinstance(exc, httpx.TransportError):
+            return budget.remaining > 0
+        if isinstance(exc, _Retry):
+            wait = retry_after(exc.response)
+            if wait is None and is_rate_limited(exc.response):
+                wait = 60.0  # GitHub: a secondary limit without headers wants >= 60 s
+            if wait is None:
+                return budget.remaining > 0
+            return wait if budget.affordable(wait) else False
+        return False
+
+    return decide
+
+
+async def send(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    service: str,
+    budget: Budget,
+    stream: bool = False,
+    retry: bool = True,
+    what: str = "",
+) -> httpx.Response:
+    """Send with retries; return a 2xx/3xx response or raise a videopoll ServiceError.
+
+    With `stream=True` the caller owns the response (read it, then `aclose()`); only the
+    request and headers are retried, never a body already half read.
+    """
+    try:
+        async for attempt in stamina.retry_context(
+            on=_hook(budget), attempts=budget.attempts if retry else 1,
+            timeout=max(budget.remaining, 0.001), wait_initial=0.5, wait_max=budget.max_wait,
+        ):
+            with attempt:
+                response = await client.send(request, stream=stream)
+                if response.status_code in RETRY_STATUSES or response.status_code == 403:
+                    await response.aread()
+                    await response.aclose()
+                    if response.status_code != 403 or is_rate_limited(response):
+                        raise _Retry(response)
+    except _Retry as exc:
+        raise error_for(exc.response, service, what) from None
+    except httpx.TransportError as exc:
+        raise transport_error(exc, service, request.url) from None
+    if response.status_code >= 400:
+        if stream:
+            await response.aread()
+            await response.aclose()
+        raise error_for(response, service, what)
+    return response

@@ -1,0 +1,230 @@
+"""One frozen Settings from the environment, then `.env`, then command-line flags.
+
+Secrets are kept in `Secret` wrappers so that printing a Settings (or a traceback's locals)
+never shows them; `require()` names the first missing variable before any network call.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+
+class Secret:
+    """A string that never prints."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
+STORES = ("supabase", "local")
+
+
+def _default_lfs(api_url: str) -> str:
+    url = api_url.rstrip("/")
+    if url == "https://api.github.com":
+        return "https://github.com"
+    if url.endswith("/api/v3"):
+        return url[: -len("/api/v3")]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: str = "supabase"
+    home: Path = Path(".videopoll")
+    openhands_api_key: Secret | None = None
+    openhands_base_url: str = "https://app.all-hands.dev"
+    openhands_auth: str = "bearer"
+    github_token: Secret | None = None
+    github_api_url: str = "https://api.github.com"
+    github_lfs_url: str = "https://github.com"
+    github_repo: str | None = None
+    github_ref: str = "main"
+    github_dir: str = "videos"
+    supabase_url: str | None = None
+    supabase_key: Secret | None = None
+    bucket: str = "lesson-assets"
+    interval: float = 30.0
+    max_generation: float = 3600.0
+    artifact_grace: float = 600.0
+    max_bytes: int = 2 * 1024**3
+    concurrency: int = 4
+    lease: float = 300.0
+    max_attempts: int = 3
+    default_user_id: str | None = None
+    gemini_api_key: Secret | None = None
+    prompt_file: Path | None = None
+    timeout: float = 30.0
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                          if f.repr)
+        return f"Settings({shown})"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for scrubbing text that leaves the process."""
+        values = (self.openhands_api_key, self.github_token, self.supabase_key,
+                  self.gemini_api_key)
+        return [s.get() for s in values if s]
+
+    def require(self, *services: str) -> None:
+        """Raise ConfigError naming the first missing variable of the given services."""
+        missing: list[str] = []
+        for service in services:
+            missing.extend(self.missing(service))
+        if missing:
+            name = missing[0]
+            where = self.sources.get("env_file") or ".env"
+            raise ConfigError(f"{name} not configured",
+                              hint=f"set {name} in the environment or in {where}")
+
+    def missing(self, service: str) -> list[str]:
+        if service == "openhands":
+            return [] if self.openhands_api_key else ["OPENHANDS_API_KEY"]
+        if service == "github":
+            out = [] if self.github_token else ["GITHUB_TOKEN"]
+            return out + ([] if self.github_repo else ["VIDEOPOLL_GITHUB_REPO"])
+        if service == "store" and self.store == "supabase":
+            out = [] if self.supabase_url else ["SUPABASE_URL"]
+            return out + ([] if self.supabase_key else ["SUPABASE_SERVICE_ROLE_KEY"])
+        return []
+
+    @property
+    def github_owner_repo(self) -> tuple[str, str]:
+        owner, _, name = (self.github_repo or "/").partition("/")
+        return owner, name
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool = False,
+            minimum: float = 0.0) -> Any:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return int(default) if integer else default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{name} must be {kind} of seconds/bytes, got {raw!r}") from None
+    if value < minimum or value != value:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    raw = (env.get(name) or "").strip() or default
+    if raw is None:
+        return None
+    if not re.match(r"https?://[^\s/]+", raw):
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _secret(env: Mapping[str, str], *names: str) -> Secret | None:
+    for name in names:
+        value = (env.get(name) or "").strip()
+        if value:
+            return Secret(value)
+    return None
+
+
+def load_env(environ: Mapping[str, str] | None = None,
+             env_file: Path | None = None) -> dict[str, str]:
+    """The process environment over the `.env` file (the environment wins, like dotenv)."""
+    environ = dict(os.environ if environ is None else environ)
+    path = env_file or Path(environ.get("VIDEOPOLL_ENV_FILE", ".env"))
+    merged: dict[str, str] = {}
+    if path.is_file():
+        try:
+            values = dotenv_values(path)
+        except Exception as exc:  # dotenv raises plain errors on unreadable files
+            raise ConfigError(f"cannot read {path}: {type(exc).__name__}") from None
+        merged.update({k: v for k, v in values.items() if v is not None})
+        for key, value in values.items():
+            if value is None:
+                raise ConfigError(f"{path}: line for {key!r} has no value (write {key}=...)")
+        merged["__env_file__"] = str(path)
+    merged.update(environ)
+    return merged
+
+
+def from_env(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Settings from the environment and `.env`; invalid values raise ConfigError."""
+    env = load_env(environ, env_file)
+    store = (env.get("VIDEOPOLL_STORE") or "supabase").strip().lower()
+    if store not in STORES:
+        raise ConfigError(f"VIDEOPOLL_STORE must be one of {', '.join(STORES)}, got {store!r}")
+    auth = (env.get("OPENHANDS_AUTH") or "bearer").strip().lower()
+    if auth not in ("bearer", "session"):
+        raise ConfigError(f"OPENHANDS_AUTH must be bearer or session, got {auth!r}")
+    repo = (env.get("VIDEOPOLL_GITHUB_REPO") or "").strip() or None
+    if repo is not None and not _REPO.fullmatch(repo):
+        raise ConfigError(f"VIDEOPOLL_GITHUB_REPO must be owner/name, got {repo!r}")
+    github_dir = (env.get("VIDEOPOLL_GITHUB_DIR") or "videos").strip().strip("/")
+    if not github_dir or ".." in github_dir.split("/") or not github_dir.isascii():
+        raise ConfigError(f"VIDEOPOLL_GITHUB_DIR must be a relative folder, got {github_dir!r}")
+    api_url = _url(env, "GITHUB_API_URL", "https://api.github.com") or ""
+    prompt = (env.get("VIDEOPOLL_PROMPT_FILE") or "").strip()
+    if prompt and not Path(prompt).is_file():
+        raise ConfigError(f"VIDEOPOLL_PROMPT_FILE does not exist: {prompt}")
+    sources = {"env_file": env["__env_file__"]} if "__env_file__" in env else {}
+    return Settings(
+        store=store,
+        home=Path(env.get("VIDEOPOLL_HOME") or ".videopoll"),
+        openhands_api_key=_secret(env, "OPENHANDS_API_KEY", "OPENHAND_API_KEY"),
+        openhands_base_url=_url(env, "OPENHANDS_BASE_URL", "https://app.all-hands.dev") or "",
+        openhands_auth=auth,
+        github_token=_secret(env, "GITHUB_TOKEN"),
+        github_api_url=api_url,
+        github_lfs_url=_url(env, "VIDEOPOLL_GITHUB_LFS_URL", _default_lfs(api_url)) or "",
+        github_repo=repo,
+        github_ref=(env.get("VIDEOPOLL_GITHUB_REF") or "main").strip(),
+        github_dir=github_dir,
+        supabase_url=_url(env, "SUPABASE_URL", None),
+        supabase_key=_secret(env, "SUPABASE_SERVICE_ROLE_KEY"),
+        bucket=(env.get("VIDEOPOLL_BUCKET") or "lesson-assets").strip(),
+        interval=_number(env, "VIDEOPOLL_INTERVAL", 30, minimum=0.01),
+        max_generation=_number(env, "VIDEOPOLL_MAX_GENERATION", 3600),
+        artifact_grace=_number(env, "VIDEOPOLL_ARTIFACT_GRACE", 600),
+        max_bytes=_number(env, "VIDEOPOLL_MAX_BYTES", 2 * 1024**3, integer=True, minimum=1),
+        concurrency=_number(env, "VIDEOPOLL_CONCURRENCY", 4, integer=True, minimum=1),
+        lease=_number(env, "VIDEOPOLL_LEASE", 300, minimum=1),
+        max_attempts=_number(env, "VIDEOPOLL_MAX_ATTEMPTS", 3, integer=True, minimum=1),
+        default_user_id=(env.get("DEFAULT_USER_ID") or "").strip() or None,
+        gemini_api_key=_secret(env, "GEMINI_API_KEY"),
+        prompt_file=Path(prompt) if prompt else None,
+        timeout=_number(env, "VIDEOPOLL_TIMEOUT", 30, minimum=0.1),
+        sources=sources,
+    )
