@@ -40,6 +40,12 @@ class Budget:
     attempts: int = 4
     clock: Callable[[], float] = time.monotonic
 
+    pass_seconds: float = 60.0
+
+    def reset(self) -> None:
+        """A new pass: retries may wait up to `pass_seconds` in all."""
+        self.deadline = self.clock() + self.pass_seconds
+
     def affordable(self, wait: float) -> bool:
         return wait <= self.max_wait and self.clock() + wait < self.deadline
 
@@ -164,10 +170,19 @@ class _Retry(Exception):
         self.response = response
 
 
-def _hook(budget: Budget) -> Callable[[Exception], bool | float]:
-    """The declared retry predicate: transport errors, 429 and 5xx; never another 4xx."""
+def _hook(budget: Budget, idempotent: bool = True) -> Callable[[Exception], bool | float]:
+    """The declared retry predicate: transport errors, 429 and 5xx; never another 4xx.
+
+    A request that is not idempotent is retried only when it certainly did not arrive: the
+    connection was never made, or a rate limiter turned it away.
+    """
 
     def decide(exc: Exception) -> bool | float:
+        if not idempotent and not (
+            isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            or (isinstance(exc, _Retry) and exc.response.status_code == 429)
+        ):
+            return False
         if isinstance(exc, httpx.TransportError):
             return budget.remaining > 0
         if isinstance(exc, _Retry):
@@ -190,6 +205,7 @@ async def send(
     budget: Budget,
     stream: bool = False,
     retry: bool = True,
+    idempotent: bool = True,
     what: str = "",
 ) -> httpx.Response:
     """Send with retries; return a 2xx/3xx response or raise a videopoll ServiceError.
@@ -199,7 +215,7 @@ async def send(
     """
     try:
         async for attempt in stamina.retry_context(
-            on=_hook(budget), attempts=budget.attempts if retry else 1,
+            on=_hook(budget, idempotent), attempts=budget.attempts if retry else 1,
             timeout=max(budget.remaining, 0.001), wait_initial=0.5, wait_max=budget.max_wait,
         ):
             with attempt:

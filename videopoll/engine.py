@@ -1,0 +1,263 @@
+"""The pass: pending rows -> agent states -> (only if something finished) one artifact
+listing -> claimed, verified, streamed transfers -> a PassSummary.
+
+The engine talks to the world only through its ports and never imports httpx; its clock
+and sleep are injected so tests move time instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from .errors import ArtifactError, AuthError, ServiceError, VideopollError
+from .model import Action, AgentState, Item, PassError, PassSummary, Status, VideoAsset
+from .model import normalise_id as _normalise
+from .ports import AgentAPI, ArtifactSource, Store
+from .transfer import check_github_path
+from .transfers import Transfers
+
+NOT_FOUND_GRACE = 300.0  # an id OpenHands does not know yet: give it five minutes
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    github_dir: str = "videos"
+    max_generation: float = 3600.0
+    artifact_grace: float = 600.0
+    not_found_grace: float = NOT_FOUND_GRACE
+    max_bytes: int = 2 * 1024**3
+    concurrency: int = 4
+    lease: float = 300.0
+    max_attempts: int = 3
+
+
+class Pass:
+    """The bookkeeping of one pass: one Item per row, errors, the dry-run switch."""
+
+    def __init__(self, store: Store, now: datetime, dry_run: bool) -> None:
+        self.store = store
+        self.now = now
+        self.dry_run = dry_run
+        self.summary = PassSummary(timestamp=now, dry_run=dry_run)
+        self.items: dict[str, Item] = {}
+
+    def note(self, row: VideoAsset, state: Status, action: Action, detail: str) -> None:
+        self.items[row.id] = Item(row.id, row.lesson_id, row.conversation_id, state, action,
+                                  detail)
+
+    def error(self, row: VideoAsset | None, exc: VideopollError, service: str = "") -> None:
+        service = getattr(exc, "service", "") or service or "videopoll"
+        self.summary.errors.append(PassError(row.id if row else None, service, exc.message))
+
+    async def defer(self, row: VideoAsset, exc: VideopollError, *, record: bool = True,
+                    mismatch: bool = False) -> int:
+        """A transient problem: note it on the row (attempts + 1) and keep it pending."""
+        self.error(row, exc)
+        self.note(row, row.status, Action.DEFERRED, exc.message)
+        if record and not self.dry_run:
+            try:
+                return await self.store.record_error(row.id, exc.message, mismatch=mismatch)
+            except ServiceError as write_error:
+                self.error(row, write_error, "store")
+        return 0
+
+    async def defer_all(self, rows: list[VideoAsset], exc: ServiceError) -> None:
+        """A service failed for a whole batch: the rows wait for the next pass. Refused
+        credentials end the pass instead (exit 3): every row would fail the same way."""
+        if isinstance(exc, AuthError):
+            raise exc
+        self.error(None, exc)
+        for row in rows:
+            self.note(row, row.status, Action.DEFERRED, exc.message)
+
+    async def fail(self, row: VideoAsset, reason: str, owner: str | None = None) -> None:
+        if self.dry_run:
+            self.note(row, row.status, Action.FAILED, f"would fail: {reason}")
+        elif await self.store.mark_failed(row.id, reason, owner):
+            self.note(row, Status.FAILED, Action.FAILED, reason)
+        else:
+            self.note(row, row.status, Action.SKIPPED, "changed by another poller")
+
+    def wait(self, row: VideoAsset, detail: str, state: Status | None = None) -> None:
+        self.note(row, state or row.status, Action.NONE, detail)
+
+
+class Poller:
+    """Runs passes over a store with an agent and an artifact source."""
+
+    def __init__(self, store: Store, agent: AgentAPI, artifacts: ArtifactSource,
+                 config: EngineConfig, *, owner: str, clock: Callable[[], datetime],
+                 monotonic: Callable[[], float] = time.monotonic,
+                 calls: Mapping[str, int] | None = None,
+                 progress: Callable[[str, int, int], None] | None = None,
+                 before_pass: Callable[[], None] | None = None) -> None:
+        self.store, self.agent, self.artifacts = store, agent, artifacts
+        self.config = config
+        self.owner = owner
+        self.clock = clock
+        self.monotonic = monotonic
+        self.calls = calls if calls is not None else {}
+        self.before_pass = before_pass
+        self.transfers = Transfers(store, artifacts, config, owner, progress)
+
+    async def poll_once(self, *, limit: int | None = None, dry_run: bool = False) -> PassSummary:
+        """One pass over every pending row (or the oldest `limit`)."""
+        if self.before_pass is not None:
+            self.before_pass()
+        started, before = self.monotonic(), dict(self.calls)
+        run = Pass(self.store, self.clock(), dry_run)
+        rows = await self.store.pending(limit)
+        starting = [r for r in rows if not r.conversation_id]
+        running = [r for r in rows if r.conversation_id]
+        await self._resolve(run, starting)
+        finished = await self._states(run, running)
+        if finished:
+            await self._collect(run, finished)
+        summary = run.summary
+        summary.items = [run.items[r.id] for r in rows if r.id in run.items]
+        summary.duration_ms = int((self.monotonic() - started) * 1000)
+        summary.calls = {k: v - before.get(k, 0) for k, v in self.calls.items()}
+        return summary
+
+    async def _resolve(self, run: Pass, rows: list[VideoAsset]) -> None:
+        """Start tasks that became conversations (or failed to)."""
+        if not rows:
+            return
+        try:
+            tasks = await self.agent.resolve([r.start_task_id or "" for r in rows])
+        except ServiceError as exc:
+            await run.defer_all(rows, exc)
+            return
+        for row in rows:
+            task = tasks.get(row.start_task_id or "")
+            if task is None:
+                if self._older_than(row, run.now, self.config.not_found_grace):
+                    await run.fail(row, "start task not found")
+                else:
+                    run.wait(row, "start task not visible yet")
+            elif task.state is Status.FAILED:
+                await run.fail(row, f"agent could not start: {task.detail}")
+            elif task.conversation_id is None:
+                run.wait(row, f"agent starting ({task.status})")
+            elif run.dry_run or await self.store.resolve_start(row.id, task.conversation_id):
+                run.note(row, Status.GENERATING, Action.RESOLVED,
+                         f"conversation {task.conversation_id} started")
+            else:
+                run.note(row, row.status, Action.SKIPPED, "changed by another poller")
+
+    async def _states(self, run: Pass, rows: list[VideoAsset]) -> list[VideoAsset]:
+        """Ask the agent about every conversation at once; return rows ready to collect."""
+        asked: list[VideoAsset] = []
+        for row in rows:
+            if row.status is Status.TRANSFERRING and row.claimed_until and \
+                    row.claimed_until > run.now and row.claimed_by != self.owner:
+                run.note(row, row.status, Action.SKIPPED, "being transferred by another poller")
+            elif _normalise(row.conversation_id or "") is None:
+                await run.fail(row, "malformed conversation id")
+            else:
+                try:
+                    check_github_path(row.github_path, self.config.github_dir)
+                except ArtifactError as exc:
+                    await run.fail(row, exc.message)
+                    continue
+                asked.append(row)
+        if not asked:
+            return []
+        try:
+            states = await self.agent.states([_normalise(r.conversation_id or "") or ""
+                                              for r in asked])
+        except ServiceError as exc:
+            await run.defer_all(asked, exc)
+            return []
+        finished = []
+        for row in asked:
+            state = states.get(_normalise(row.conversation_id or "") or "")
+            if (ready := await self._apply(run, row, state)) is not None:
+                finished.append(ready)
+        return finished
+
+    async def _apply(self, run: Pass, row: VideoAsset, state: AgentState | None
+                     ) -> VideoAsset | None:
+        if state is None:
+            if self._older_than(row, run.now, self.config.not_found_grace):
+                await run.fail(row, "conversation not found")
+            else:
+                run.wait(row, "conversation not visible yet")
+            return None
+        if state.warning:
+            run.summary.errors.append(PassError(row.id, "openhands", state.warning))
+        if state.state is Status.FAILED:
+            await run.fail(row, state.reason or "agent failed")
+        elif state.state is Status.GENERATING:
+            if self._older_than(row, run.now, self.config.max_generation):
+                limit = int(self.config.max_generation)
+                await run.fail(row, f"stuck: still generating after {limit}s")
+            else:
+                if row.status is Status.FINISHED and not run.dry_run:
+                    await self.store.mark_generating(row.id)  # the agent went back to work
+                run.wait(row, "agent working", Status.GENERATING)
+        elif row.status is Status.GENERATING:
+            if run.dry_run or await self.store.mark_finished(row.id):
+                return replace(row, status=Status.FINISHED, finished_at=run.now)
+            run.note(row, row.status, Action.SKIPPED, "changed by another poller")
+        else:
+            return replace(row, finished_at=row.finished_at or run.now)
+        return None
+
+    async def _collect(self, run: Pass, rows: list[VideoAsset]) -> None:
+        """One listing for every finished row, then the transfers, overlapping."""
+        try:
+            refs = await self.artifacts.find([r.github_path or "" for r in rows])
+        except ServiceError as exc:
+            await run.defer_all(rows, exc)
+            return
+        jobs = []
+        for row in rows:
+            ref = refs.get(row.github_path or "")
+            if ref is None:
+                waited = (run.now - (row.finished_at or run.now)).total_seconds()
+                if waited >= self.config.artifact_grace:
+                    await run.fail(row, "conversation finished but video not in GitHub")
+                else:
+                    left = int(self.config.artifact_grace - waited)
+                    run.wait(row, f"finished; waiting for the file on GitHub ({left}s left)",
+                             Status.FINISHED)
+                continue
+            run.summary.found += 1
+            jobs.append(self.transfers.run(run, row, ref))
+        await asyncio.gather(*jobs)
+
+    def _older_than(self, row: VideoAsset, now: datetime, seconds: float) -> bool:
+        return (now - row.age_from).total_seconds() >= seconds
+
+    async def watch(
+        self, *, interval: float, sleep: Callable[[float], object],
+        until_done: bool = False, timeout: float | None = None, limit: int | None = None,
+        on_pass: Callable[[PassSummary], None] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> bool:
+        """Passes until `stop` is set, nothing is pending (`until_done`) or `timeout` runs
+        out; returns False only when the timeout ran out first."""
+        deadline = None if timeout is None else self.monotonic() + timeout
+        while True:
+            summary = await self.poll_once(limit=limit)
+            if on_pass is not None:
+                on_pass(summary)
+            if until_done and summary.still_generating == 0:
+                return True
+            if stop is not None and stop.is_set():
+                return True
+            pause = interval
+            if deadline is not None:
+                left = deadline - self.monotonic()
+                if left <= 0:
+                    return False
+                pause = min(interval, left)
+            outcome = sleep(pause)
+            if asyncio.iscoroutine(outcome):
+                await outcome
+

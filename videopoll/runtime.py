@@ -1,0 +1,132 @@
+"""Wiring: Settings -> one httpx client per service -> adapters -> the engine.
+
+Each command opens a Runtime with the services it needs; nothing else reads Settings, and
+every client is closed when the command ends (supabase-py never closes its own: #1075).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from types import TracebackType
+
+import httpx
+
+from .engine import EngineConfig, Poller
+from .ports import AgentAPI, ArtifactSource, Store
+from .services.http import Budget, make_client
+from .settings import Settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def owner_id() -> str:
+    """Who holds a claim: readable in the table, unique per process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Runtime:
+    """The adapters one command needs, over clients that share counters and a budget."""
+
+    def __init__(self, settings: Settings, *, need: frozenset[str],
+                 transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> None:
+        settings.require(*sorted(need))
+        self.settings = settings
+        self.need = need
+        self.calls: Counter[str] = Counter({s: 0 for s in ("openhands", "github", "store")
+                                            if s in need})
+        self.budget = Budget(max_wait=min(30.0, settings.interval))
+        self.transports = dict(transports or {})
+        self.owner = owner_id()
+        self._stack = AsyncExitStack()
+        self._store: Store | None = None
+        self._agent: AgentAPI | None = None
+        self._artifacts: ArtifactSource | None = None
+
+    def client(self, service: str, base_url: str, headers: Mapping[str, str] | None = None,
+               *, max_connections: int = 10) -> httpx.AsyncClient:
+        client = make_client(service, base_url, calls=self.calls, headers=headers,
+                             timeout=self.settings.timeout,
+                             transport=self.transports.get(service),
+                             max_connections=max_connections)
+        self._stack.push_async_callback(client.aclose)
+        return client
+
+    async def __aenter__(self) -> Runtime:
+        if "store" in self.need:
+            self._store = await self._open_store()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._stack.aclose()
+
+    async def _open_store(self) -> Store:
+        s = self.settings
+        if s.store == "local":
+            from .services.local import LocalStore
+
+            local = LocalStore(s.home, bucket=s.bucket)
+            self._stack.push_async_callback(local.close)
+            return local
+        from .services.supabase import SupabaseStore  # heavy import: only when used
+
+        assert s.supabase_url is not None and s.supabase_key is not None  # require() ran
+        client = self.client("store", s.supabase_url, max_connections=s.concurrency * 2 + 4)
+        store = await SupabaseStore.connect(client, url=s.supabase_url,
+                                            key=s.supabase_key.get(), bucket=s.bucket)
+        self._stack.push_async_callback(store.close)
+        return store
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "runtime opened without the store"
+        return self._store
+
+    @property
+    def agent(self) -> AgentAPI:
+        if self._agent is None:
+            from .services.openhands import OpenHandsAgent, auth_headers
+
+            s = self.settings
+            assert s.openhands_api_key is not None
+            client = self.client("openhands", s.openhands_base_url,
+                                 auth_headers(s.openhands_api_key.get(), s.openhands_auth))
+            self._agent = OpenHandsAgent(client, self.budget)
+        return self._agent
+
+    @property
+    def artifacts(self) -> ArtifactSource:
+        if self._artifacts is None:
+            from .services.github import GitHubArtifacts, github_headers
+
+            s = self.settings
+            assert s.github_token is not None and s.github_repo is not None
+            # Few connections: GitHub asks for serial requests (secondary rate limits).
+            api = self.client("github", s.github_api_url, github_headers(s.github_token.get()),
+                              max_connections=max(2, s.concurrency))
+            downloads = self.client("github", "", max_connections=max(2, s.concurrency))
+            self._artifacts = GitHubArtifacts(
+                api, downloads, repo=s.github_repo, ref=s.github_ref, directory=s.github_dir,
+                lfs_url=s.github_lfs_url, token=s.github_token.get(), state=self.store,
+                budget=self.budget)
+        return self._artifacts
+
+    def engine_config(self) -> EngineConfig:
+        s = self.settings
+        return EngineConfig(github_dir=s.github_dir, max_generation=s.max_generation,
+                            artifact_grace=s.artifact_grace, max_bytes=s.max_bytes,
+                            concurrency=s.concurrency, lease=s.lease,
+                            max_attempts=s.max_attempts)
+
+    def poller(self, progress: Callable[[str, int, int], None] | None = None) -> Poller:
+        return Poller(self.store, self.agent, self.artifacts, self.engine_config(),
+                      owner=self.owner, clock=utcnow, calls=self.calls, progress=progress,
+                      before_pass=self.budget.reset)

@@ -1,0 +1,224 @@
+"""ArtifactSource over the GitHub REST API (DESIGN 8.2).
+
+One pass costs one conditional "has the branch moved?" request (304, free, when it has not);
+only when it moved is the tree listed again. The ETag, head and listing persist in the store
+(`videopoll_state`) so a cron run in a fresh process still gets its 304. Files come by blob
+SHA (immutable, so never a newer commit's bytes half-way) or, for Git LFS pointers, through
+the LFS batch API from whatever host it names, without our GitHub token.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+
+from ..errors import ProtocolError, RequestRejected, ShortBody
+from ..model import ArtifactRef
+from ..ports import Store
+from .http import Budget, send
+
+SERVICE = "github"
+API_VERSION = "2022-11-28"
+POINTER_MAX = 1024  # an LFS pointer is ~130 bytes; no MP4 is this small
+_POINTER = re.compile(
+    rb"version https://git-lfs\.github\.com/spec/v1\n"
+    rb"oid sha256:(?P<oid>[0-9a-f]{64})\n"
+    rb"size (?P<size>[0-9]+)\n?\Z"
+)
+
+
+def github_headers(token: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": API_VERSION,
+    }
+
+
+def parse_pointer(data: bytes) -> tuple[str, int] | None:
+    match = _POINTER.match(data)
+    return (match["oid"].decode(), int(match["size"])) if match else None
+
+
+class GitHubArtifacts:
+    """Finds and streams artifacts in one repository folder on one branch."""
+
+    def __init__(self, api: httpx.AsyncClient, downloads: httpx.AsyncClient, *, repo: str,
+                 ref: str, directory: str, lfs_url: str, token: str, state: Store,
+                 budget: Budget) -> None:
+        self.api = api
+        self.downloads = downloads  # no GitHub token: LFS hrefs live on other hosts
+        self.repo = repo
+        self.ref = ref
+        self.directory = directory.strip("/")
+        self.lfs_url = lfs_url.rstrip("/")
+        self._lfs_auth = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        self.state = state
+        self.budget = budget
+        self._key = f"github:{repo}@{ref}:{self.directory}"
+
+    async def _get(self, url: str, *, what: str, **headers: str) -> httpx.Response:
+        request = self.api.build_request("GET", url, headers=headers)
+        return await send(self.api, request, service=SERVICE, budget=self.budget, what=what)
+
+    # -- listing -----------------------------------------------------------------------------
+    async def find(self, paths: Sequence[str]) -> dict[str, ArtifactRef | None]:
+        listing, pointers = await self.listing()
+        found: dict[str, ArtifactRef | None] = {}
+        learned = False
+        for path in paths:
+            entry = listing.get(path)
+            if entry is None:
+                found[path] = None
+                continue
+            sha, size = entry
+            if size <= POINTER_MAX:
+                pointer = pointers.get(sha)
+                if pointer is None and (pointer := await self._pointer(sha)) is not None:
+                    pointers[sha], learned = pointer, True
+                if pointer is not None:
+                    found[path] = ArtifactRef(path, sha, pointer[1], lfs_oid=pointer[0])
+                    continue
+            found[path] = ArtifactRef(path, sha, size)
+        if learned:  # pointers are immutable by blob sha: parse each one once, ever
+            await self._save(pointers=pointers)
+        return found
+
+    async def listing(self) -> tuple[dict[str, tuple[str, int]], dict[str, tuple[str, int]]]:
+        """{path: (blob sha, size)} under the folder, and known LFS pointers by blob sha."""
+        cached = await self.state.get_state(self._key) or {}
+        listing = {p: (e[0], int(e[1])) for p, e in cached.get("listing", {}).items()}
+        pointers = {s: (p[0], int(p[1])) for s, p in cached.get("pointers", {}).items()}
+        headers = {"Accept": "application/vnd.github.sha"}
+        if cached.get("etag") and "listing" in cached:
+            headers["If-None-Match"] = cached["etag"]
+        try:
+            response = await self._get(f"/repos/{self.repo}/commits/{self.ref}",
+                                       what="head commit", **headers)
+        except RequestRejected as exc:
+            if exc.status == 409:  # an empty repository: nothing committed yet
+                return {}, pointers
+            raise self._not_found(exc) from None
+        if response.status_code == 304:
+            return listing, pointers
+        head = response.text.strip()
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head):
+            raise ProtocolError("github: head commit answer is not a SHA", service=SERVICE)
+        if head != cached.get("head") or "listing" not in cached:
+            listing = await self._list_tree(head)
+        await self._save(listing=listing, pointers=pointers, head=head,
+                         etag=response.headers.get("etag"))
+        return listing, pointers
+
+    async def _save(self, **changes: Any) -> None:
+        value = await self.state.get_state(self._key) or {}
+        for key, item in changes.items():
+            value[key] = ({k: list(v) for k, v in item.items()} if isinstance(item, dict)
+                          else item)
+        await self.state.set_state(self._key, value)
+
+    async def _tree(self, sha: str, recursive: bool) -> dict[str, Any]:
+        # Any value of `recursive` turns recursion on, so it is omitted to turn it off.
+        suffix = "?recursive=1" if recursive else ""
+        body = (await self._get(f"/repos/{self.repo}/git/trees/{sha}{suffix}",
+                                what="tree")).json()
+        if not isinstance(body, dict) or not isinstance(body.get("tree"), list):
+            raise ProtocolError("github: tree answer has no 'tree' list", service=SERVICE)
+        return body
+
+    async def _list_tree(self, head: str) -> dict[str, tuple[str, int]]:
+        prefix = self.directory + "/"
+        body = await self._tree(head, recursive=True)
+        if not body.get("truncated"):
+            return _blobs(body["tree"], "", prefix)
+        # Too big for one answer: descend to the folder's own tree and list that; if even
+        # the folder is truncated, walk it one level at a time.
+        sha = head
+        for part in self.directory.split("/"):
+            level = await self._tree(sha, recursive=False)
+            sub = [e for e in level["tree"] if e.get("path") == part and e.get("type") == "tree"]
+            if not sub:
+                return {}
+            sha = sub[0]["sha"]
+        body = await self._tree(sha, recursive=True)
+        if not body.get("truncated"):
+            return _blobs(body["tree"], prefix, prefix)
+        listing: dict[str, tuple[str, int]] = {}
+        queue = [(sha, prefix)]
+        while queue:
+            sha, base = queue.pop()
+            level = await self._tree(sha, recursive=False)
+            queue.extend((e["sha"], f"{base}{e['path']}/") for e in level["tree"]
+                         if e.get("type") == "tree")
+            listing.update(_blobs(level["tree"], base, prefix))
+        return listing
+
+    def _not_found(self, exc: RequestRejected) -> RequestRejected:
+        if exc.status == 404:
+            return RequestRejected(
+                f"github: {self.repo}@{self.ref} not found (or the token cannot see it)",
+                service=SERVICE, status=404,
+                hint="check VIDEOPOLL_GITHUB_REPO, VIDEOPOLL_GITHUB_REF and the token's access")
+        return exc
+
+    async def _pointer(self, sha: str) -> tuple[str, int] | None:
+        response = await self._get(f"/repos/{self.repo}/git/blobs/{sha}", what="blob",
+                                   Accept="application/vnd.github.raw+json")
+        return parse_pointer(response.content)
+
+    # -- download ----------------------------------------------------------------------------
+    async def open(self, ref: ArtifactRef) -> AsyncIterator[bytes]:
+        if ref.lfs_oid:
+            request = await self._lfs_request(ref)
+            client = self.downloads
+        else:
+            client = self.api
+            request = client.build_request(
+                "GET", f"/repos/{self.repo}/git/blobs/{ref.sha}",
+                headers={"Accept": "application/vnd.github.raw+json"})
+        response = await send(client, request, service=SERVICE, budget=self.budget,
+                              stream=True, what="download")
+        try:
+            async for piece in response.aiter_bytes(1024 * 1024):
+                yield piece
+        except httpx.TransportError as exc:
+            raise ShortBody(f"download broke off ({type(exc).__name__})") from None
+        finally:
+            await response.aclose()
+
+    async def _lfs_request(self, ref: ArtifactRef) -> httpx.Request:
+        lfs_type = "application/vnd.git-lfs+json"
+        request = self.downloads.build_request(
+            "POST", f"{self.lfs_url}/{self.repo}.git/info/lfs/objects/batch",
+            json={"operation": "download", "transfers": ["basic"],
+                  "objects": [{"oid": ref.lfs_oid, "size": ref.size}]},
+            headers={"Accept": lfs_type, "Content-Type": lfs_type,
+                     "Authorization": self._lfs_auth})
+        body = (await send(self.downloads, request, service=SERVICE, budget=self.budget,
+                           what="LFS batch")).json()
+        try:
+            obj = body["objects"][0]
+            if "error" in obj:
+                raise RequestRejected(
+                    f"github: LFS object {ref.lfs_oid} unavailable: "
+                    f"{obj['error'].get('message', obj['error'].get('code'))}",
+                    service=SERVICE, status=int(obj["error"].get("code", 404)))
+            action = obj["actions"]["download"]
+            href, header = action["href"], dict(action.get("header") or {})
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ProtocolError("github: LFS batch answer has no download action",
+                                service=SERVICE) from None
+        return self.downloads.build_request("GET", href, headers=header)
+
+
+def _blobs(tree: list[dict[str, Any]], base: str, prefix: str) -> dict[str, tuple[str, int]]:
+    out = {}
+    for entry in tree:
+        path = base + str(entry.get("path", ""))
+        if entry.get("type") == "blob" and path.startswith(prefix):
+            out[path] = (str(entry["sha"]), int(entry.get("size", 0)))
+    return out

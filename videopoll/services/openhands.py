@@ -1,0 +1,192 @@
+"""AgentAPI over the OpenHands V1 app-server API (DESIGN 8.1).
+
+All pending conversations are asked about in batches of at most 99 ids, concurrently; only
+conversations whose state alone is ambiguous (a PAUSED or MISSING sandbox) or that failed
+(for the reason) cost one more request each, to their event log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from ..errors import ProtocolError
+from ..model import AgentState, StartTask, Status, normalise_id
+from .http import Budget, send
+
+SERVICE = "openhands"
+STATE_BATCH = 99  # GET /app-conversations answers 400 for 100 ids or more
+TASK_BATCH = 100
+SANDBOX = frozenset({"STARTING", "RUNNING", "PAUSED", "ERROR", "MISSING"})
+EXECUTION = frozenset({"idle", "running", "paused", "waiting_for_confirmation", "finished",
+                       "error", "stuck", "deleting"})
+TASK_STARTING = frozenset({"WORKING", "WAITING_FOR_SANDBOX", "PREPARING_REPOSITORY",
+                           "RUNNING_SETUP_SCRIPT", "SETTING_UP_GIT_HOOKS", "SETTING_UP_SKILLS",
+                           "STARTING_CONVERSATION"})
+
+
+def auth_headers(key: str, mode: str = "bearer") -> dict[str, str]:
+    if mode == "session":
+        return {"X-Session-API-Key": key}
+    return {"Authorization": f"Bearer {key}"}
+
+
+def map_state(sandbox: str | None, execution: str | None,
+              newest_execution: str | None = None, reason: str | None = None) -> AgentState:
+    """DESIGN 8.1's table: what a conversation's two statuses mean for its video.
+
+    `newest_execution` is the newest execution_status event (asked for only when the sandbox
+    is PAUSED or MISSING, because then `execution_status` is null); `reason` the newest
+    error event's detail.
+    """
+
+    def state(status: Status, why: str | None = None, warning: str | None = None) -> AgentState:
+        return AgentState(status, sandbox, execution, why, warning)
+
+    if sandbox not in SANDBOX:
+        return state(Status.GENERATING, warning=f"unknown sandbox_status {sandbox!r}")
+    if sandbox == "ERROR":
+        return state(Status.FAILED, reason or "agent sandbox failed")
+    if sandbox in ("PAUSED", "MISSING"):
+        if newest_execution == "finished":
+            return state(Status.FINISHED)
+        if newest_execution in ("error", "stuck"):
+            return state(Status.FAILED, reason or f"agent {newest_execution}")
+        if sandbox == "MISSING":
+            return state(Status.FAILED, "agent sandbox is gone before the agent finished")
+        return state(Status.GENERATING)
+    if execution is None or execution in ("idle", "running", "paused"):
+        return state(Status.GENERATING)
+    if sandbox == "STARTING":
+        return state(Status.GENERATING)
+    if execution == "finished":
+        return state(Status.FINISHED)
+    if execution in ("error", "stuck"):
+        return state(Status.FAILED, reason or f"agent {execution}")
+    if execution == "waiting_for_confirmation":
+        return state(Status.FAILED, "agent needs a human (waiting for confirmation)")
+    if execution == "deleting":
+        return state(Status.FAILED, "conversation is being deleted")
+    return state(Status.GENERATING, warning=f"unknown execution_status {execution!r}")
+
+
+def map_task(item: Mapping[str, Any]) -> StartTask:
+    status = str(item.get("status"))
+    conversation = item.get("app_conversation_id")
+    conversation_id = normalise_id(str(conversation)) if conversation else None
+    if status == "READY" and conversation_id:
+        return StartTask(str(item["id"]), status, Status.GENERATING, conversation_id)
+    if status == "ERROR":
+        detail = str(item.get("detail") or "agent could not start")
+        return StartTask(str(item["id"]), status, Status.FAILED, None, detail)
+    return StartTask(str(item["id"]), status, Status.STARTING)
+
+
+def _batches(ids: Sequence[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start:start + size])
+
+
+class OpenHandsAgent:
+    """The V1 app-server API: batched states, start, start-task progress, events."""
+
+    def __init__(self, client: httpx.AsyncClient, budget: Budget, *, concurrency: int = 4
+                 ) -> None:
+        self.client = client
+        self.budget = budget
+        self._gate = asyncio.Semaphore(concurrency)  # historically 10 req/s per user
+
+    async def _get(self, url: str, params: Any = None, *, what: str) -> Any:
+        async with self._gate:
+            request = self.client.build_request("GET", url, params=params)
+            response = await send(self.client, request, service=SERVICE, budget=self.budget,
+                                  what=what)
+        try:
+            return response.json()
+        except ValueError:
+            raise ProtocolError(f"openhands: {what} answer is not JSON",
+                                service=SERVICE) from None
+
+    async def _batch(self, url: str, ids: list[str], what: str) -> list[Any]:
+        body = await self._get(url, [("ids", i) for i in ids], what=what)
+        if not isinstance(body, list) or len(body) != len(ids):
+            raise ProtocolError(f"openhands: {what} answer is not a list of {len(ids)}",
+                                service=SERVICE)
+        return body
+
+    async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
+        ids = list(dict.fromkeys(conversation_ids))
+        answers = await asyncio.gather(*(
+            self._batch("/api/v1/app-conversations", batch, "conversation states")
+            for batch in _batches(ids, STATE_BATCH)))
+        items = [item for answer in answers for item in answer]
+        out: dict[str, AgentState | None] = {}
+        follow_ups = []
+        for conversation_id, item in zip(ids, items, strict=True):
+            if item is None:
+                out[conversation_id] = None
+                continue
+            if not isinstance(item, dict):
+                raise ProtocolError("openhands: a conversation is not an object", service=SERVICE)
+            sandbox, execution = item.get("sandbox_status"), item.get("execution_status")
+            out[conversation_id] = mapped = map_state(sandbox, execution)
+            ambiguous = sandbox in ("PAUSED", "MISSING")
+            if ambiguous or mapped.state is Status.FAILED:
+                follow_ups.append(self._explain(conversation_id, sandbox, execution, ambiguous))
+        for conversation_id, explained in await asyncio.gather(*follow_ups):
+            out[conversation_id] = explained
+        return out
+
+    async def _explain(self, conversation_id: str, sandbox: str | None, execution: str | None,
+                       ambiguous: bool) -> tuple[str, AgentState]:
+        newest = None
+        if ambiguous:
+            events = await self._events(conversation_id, "ConversationStateUpdateEvent")
+            newest = next((str(e.get("value")) for e in events
+                           if e.get("key") == "execution_status"), None)
+        reason = None
+        if map_state(sandbox, execution, newest).state is Status.FAILED:
+            errors = await self._events(conversation_id, "ConversationErrorEvent", limit=1)
+            if errors:
+                reason = " ".join(str(errors[0].get("detail") or errors[0].get("code")).split())
+        return conversation_id, map_state(sandbox, execution, newest, reason and reason[:200])
+
+    async def _events(self, conversation_id: str, kind: str, limit: int = 20
+                      ) -> list[dict[str, Any]]:
+        body = await self._get(
+            f"/api/v1/conversation/{conversation_id}/events/search",
+            {"kind__eq": kind, "sort_order": "TIMESTAMP_DESC", "limit": limit}, what="events")
+        items = body.get("items") if isinstance(body, dict) else None
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+    async def start(self, *, prompt: str, repository: str, branch: str, title: str,
+                    secrets: Mapping[str, str] | None = None) -> StartTask:
+        payload: dict[str, Any] = {
+            "initial_message": {"content": [{"type": "text", "text": prompt}]},
+            "selected_repository": repository,
+            "selected_branch": branch,
+            "title": title,
+        }
+        if secrets:
+            payload["secrets"] = dict(secrets)
+        request = self.client.build_request("POST", "/api/v1/app-conversations", json=payload)
+        # Not idempotent: a retry could start a second agent, so only connection failures
+        # (the request never arrived) are retried.
+        response = await send(self.client, request, service=SERVICE, budget=self.budget,
+                              idempotent=False, what="start conversation")
+        body = response.json()
+        if not isinstance(body, dict) or "id" not in body:
+            raise ProtocolError("openhands: start answer has no task id", service=SERVICE)
+        return map_task(body)
+
+    async def resolve(self, start_ids: Sequence[str]) -> dict[str, StartTask | None]:
+        ids = list(dict.fromkeys(start_ids))
+        answers = await asyncio.gather(*(
+            self._batch("/api/v1/app-conversations/start-tasks", batch, "start tasks")
+            for batch in _batches(ids, TASK_BATCH)))
+        items = [item for answer in answers for item in answer]
+        return {i: map_task(item) if isinstance(item, dict) else None
+                for i, item in zip(ids, items, strict=True)}

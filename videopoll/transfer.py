@@ -1,0 +1,119 @@
+"""Streaming verification: bytes pass through once, in order, and the last piece is held back
+until size and hash match what GitHub listed. A store that only commits an object when its
+input ends cleanly therefore never stores a truncated body, an HTML page or wrong bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from .errors import ContentMismatch, NotVideo, ShortBody, TooLarge, UnsafePath
+from .model import ArtifactRef
+
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII without space
+
+
+def check_github_path(path: str | None, directory: str) -> str:
+    """Return `path` if it is a safe relative POSIX path under `directory` ending in .mp4."""
+    if not path:
+        raise UnsafePath("unsafe github_path: missing")
+    shown = path.encode("unicode_escape").decode("ascii")[:120]
+    reasons = [
+        (not _PRINTABLE.fullmatch(path), "non-printable or non-ASCII characters"),
+        (path.startswith("/"), "absolute path"),
+        (".." in path.split("/"), "'..' segment"),
+        ("//" in path, "empty segment"),
+        ("\\" in path, "backslash"),
+        ("%" in path, "percent escape"),
+        (not path.startswith(directory.rstrip("/") + "/"), f"not under {directory}/"),
+        (not path.endswith(".mp4"), "not an .mp4"),
+    ]
+    for bad, why in reasons:
+        if bad:
+            raise UnsafePath(f"unsafe github_path ({why}): {shown}")
+    return path
+
+
+def check_size(ref: ArtifactRef, max_bytes: int) -> None:
+    if ref.size > max_bytes:
+        raise TooLarge(f"artifact is {ref.size} bytes, over VIDEOPOLL_MAX_BYTES ({max_bytes})")
+    if ref.size < 8:
+        raise NotVideo(f"artifact is {ref.size} bytes: too small to be an MP4")
+
+
+def _is_mp4(head: bytes) -> bool:
+    return len(head) >= 8 and head[4:8] == b"ftyp"
+
+
+class _Digest:
+    def __init__(self, ref: ArtifactRef) -> None:
+        self.ref = ref
+        if ref.lfs_oid:
+            self._hash: Any = hashlib.sha256()
+            self.expected = ref.lfs_oid
+        else:
+            self._hash = hashlib.sha1(b"blob %d\0" % ref.size)
+            self.expected = ref.sha
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+
+    def ok(self) -> bool:
+        return bool(self._hash.hexdigest() == self.expected)
+
+
+async def verified(
+    source: AsyncIterator[bytes],
+    ref: ArtifactRef,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> AsyncIterator[bytes]:
+    """Yield `source`'s bytes, raising before the last piece leaves unless they are exactly
+    the file GitHub listed (size, git blob SHA-1 or LFS sha256) and start with an MP4 box.
+
+    A head that is not an MP4 is read to the end without being passed on: when it still
+    matches GitHub's hash the file really is no video (NotVideo, permanent); otherwise the
+    bytes were damaged on the way (ContentMismatch, counted, retried).
+    """
+    digest = _Digest(ref)
+    seen = 0
+    head = b""
+    held: bytes | None = None
+    bad_head = False
+    async for piece in source:
+        if not piece:
+            continue
+        seen += len(piece)
+        if seen > ref.size:
+            raise ContentMismatch(f"got more than the {ref.size} bytes GitHub listed")
+        digest.update(piece)
+        if progress is not None:
+            progress(len(piece))
+        if len(head) < 8:
+            head += piece[: 8 - len(head)]
+            if len(head) < 8:
+                held = piece if held is None else held + piece
+                continue
+            bad_head = not _is_mp4(head)
+            if held is not None:
+                piece, held = held + piece, None
+        if bad_head:
+            continue
+        if held is not None:
+            yield held
+        held = piece
+    if seen < ref.size:
+        raise ShortBody(f"download ended at {seen} of {ref.size} bytes")
+    if not digest.ok():
+        if head.lstrip()[:1] == b"<":
+            raise ContentMismatch("got an HTML page instead of the video")
+        kind = "sha256" if ref.lfs else "git blob SHA-1"
+        raise ContentMismatch(f"downloaded bytes do not match GitHub's {kind}")
+    if bad_head or len(head) < 8:
+        looks = "an HTML page" if head.lstrip()[:1] == b"<" else f"starts with {head[:8]!r}"
+        raise NotVideo(f"not an MP4: no ftyp box ({looks})")
+    if held is not None:
+        yield held

@@ -1,0 +1,138 @@
+"""One video's way from GitHub to the bucket: claim, stream through verification into the
+store while the lease is renewed, then mark ready — or release, defer or fail it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .errors import (
+    ArtifactError,
+    AuthError,
+    ConfigError,
+    ContentMismatch,
+    ServiceError,
+    VideopollError,
+)
+from .model import Action, ArtifactRef, Status, VideoAsset
+from .ports import ArtifactSource, Store
+from .transfer import check_size, verified
+
+if TYPE_CHECKING:
+    from .engine import EngineConfig, Pass
+
+
+class LeaseLost(VideopollError):
+    """another poller took over this video (our lease ran out)"""
+
+    code = "lease_lost"
+    transient = True
+
+
+def object_key(row: VideoAsset) -> str:
+    """The deterministic key: a repeated transfer overwrites, never duplicates."""
+    return f"videos/{row.lesson_id}/{row.id}.mp4"
+
+
+class Transfers:
+    def __init__(self, store: Store, artifacts: ArtifactSource, config: EngineConfig,
+                 owner: str, progress: Callable[[str, int, int], None] | None) -> None:
+        self.store = store
+        self.artifacts = artifacts
+        self.config = config
+        self.owner = owner
+        self.progress = progress
+        # Downloads in flight at once; claims and row writes of other videos do not wait.
+        self.gate = asyncio.Semaphore(config.concurrency)
+
+    async def run(self, run: Pass, row: VideoAsset, ref: ArtifactRef) -> None:
+        key = object_key(row)
+        try:
+            check_size(ref, self.config.max_bytes)
+        except ArtifactError as exc:
+            await run.fail(row, exc.message)
+            return
+        if run.dry_run:
+            run.note(row, row.status, Action.STORED, f"would store {key} ({ref.size} bytes)")
+            return
+        try:
+            if not await self.store.claim(row.id, self.owner, self.config.lease):
+                run.note(row, Status.TRANSFERRING, Action.SKIPPED, "claimed by another poller")
+                return
+        except ServiceError as exc:
+            if isinstance(exc, AuthError):
+                raise
+            await run.defer(row, exc, record=False)
+            return
+        try:
+            async with self.gate:
+                await self._copy_under_lease(row, ref, key)
+            stored = await self.store.mark_ready(row.id, self.owner, key)
+        except (ConfigError, AuthError):
+            await self._release(row)
+            raise
+        except ContentMismatch as exc:
+            count = await run.defer(row, exc, mismatch=True)
+            if count >= self.config.max_attempts:
+                await run.fail(row, f"{exc.message} ({count} attempts)", self.owner)
+            else:
+                await self._release(row)
+        except ArtifactError as exc:
+            if exc.transient:
+                await run.defer(row, exc)
+                await self._release(row)
+            else:
+                await run.fail(row, exc.message, self.owner)
+        except LeaseLost as exc:
+            run.note(row, Status.TRANSFERRING, Action.SKIPPED, exc.message)
+        except ServiceError as exc:
+            await run.defer(row, exc)
+            await self._release(row)
+        else:
+            if stored:
+                run.note(row, Status.READY, Action.STORED, f"stored {key} ({ref.size} bytes)")
+            else:
+                run.note(row, Status.TRANSFERRING, Action.SKIPPED, LeaseLost().message)
+
+    async def _release(self, row: VideoAsset) -> None:
+        try:
+            await self.store.release(row.id, self.owner)
+        except ServiceError:
+            pass  # the lease runs out on its own; the row is claimable again then
+
+    async def _copy_under_lease(self, row: VideoAsset, ref: ArtifactRef, key: str) -> None:
+        """Stream into the store while a side task renews the lease; losing it stops both."""
+
+        def tick(done: int) -> None:
+            if self.progress is not None:
+                self.progress(row.id, done, ref.size)
+
+        done = 0
+
+        def count(n: int) -> None:
+            nonlocal done
+            done += n
+            tick(done)
+
+        chunks = verified(self.artifacts.open(ref), ref, progress=count)
+        copy = asyncio.ensure_future(self.store.put(
+            row, key, chunks, size=ref.size, digest=ref.lfs_oid or ref.sha, owner=self.owner))
+        renew = asyncio.ensure_future(self._renew(row))
+        try:
+            await asyncio.wait({copy, renew}, return_when=asyncio.FIRST_COMPLETED)
+            if not copy.done():  # renewal ended first: the lease is lost (or the store failed)
+                copy.cancel()
+                await asyncio.gather(copy, return_exceptions=True)
+                renew.result()
+            await copy
+        finally:
+            for task in (copy, renew):
+                task.cancel()
+            await asyncio.gather(copy, renew, return_exceptions=True)
+
+    async def _renew(self, row: VideoAsset) -> None:
+        while True:
+            await asyncio.sleep(self.config.lease / 3)
+            if not await self.store.renew(row.id, self.owner, self.config.lease):
+                raise LeaseLost()
