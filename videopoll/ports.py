@@ -29,6 +29,10 @@ class AgentAPI(Protocol):
         """Progress of start tasks (None: unknown)."""
         ...
 
+    async def check(self) -> list[tuple[str, bool, str]]:
+        """doctor: reachable and our key accepted, as (name, ok, detail) rows."""
+        ...
+
 
 class ArtifactSource(Protocol):
     async def find(self, paths: Sequence[str]) -> dict[str, ArtifactRef | None]:
@@ -37,6 +41,10 @@ class ArtifactSource(Protocol):
 
     def open(self, ref: ArtifactRef) -> AsyncIterator[bytes]:
         """Stream the file's bytes (not verified: see `videopoll.transfer`)."""
+        ...
+
+    async def check(self) -> list[tuple[str, bool, str]]:
+        """doctor: the repository and branch are visible to our token."""
         ...
 
 
@@ -129,6 +137,10 @@ class Store(Protocol):
 
     async def check(self) -> list[tuple[str, bool, str]]:
         """doctor's checks of this store: (name, ok, detail)."""
+        ...
+
+    async def ensure_bucket(self) -> list[tuple[str, bool, str]]:
+        """doctor --fix: create the bucket (private) when it is missing."""
         ...
 
     async def close(self) -> None: ...

@@ -1,0 +1,45 @@
+"""Shared fixtures: every test runs hermetic (no ambient configuration, no waiting)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import stamina
+
+SERVICE_VARS = ("OPENHANDS_", "OPENHAND_", "GITHUB_", "SUPABASE_", "VIDEOPOLL_", "GEMINI_",
+                "DEFAULT_USER_ID", "NO_COLOR")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """No inherited service settings, no .env from the checkout, a private working folder."""
+    for name in list(os.environ):
+        if name.startswith(SERVICE_VARS):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("VIDEOPOLL_ENV_FILE", str(tmp_path / "no.env"))
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+@pytest.fixture(autouse=True)
+def no_backoff() -> Iterator[None]:
+    """stamina's test mode: retries happen (up to 3 attempts) without sleeping."""
+    with stamina.set_testing(True, attempts=3):
+        yield

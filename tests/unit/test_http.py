@@ -1,0 +1,151 @@
+"""The client layer: the retry predicate, rate limits, counters and error translation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from videopoll.errors import AuthError, RateLimited, RequestRejected, ServerError, Unreachable
+from videopoll.services.http import USER_AGENT, Budget, make_client, retry_after, send
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def client_for(handler: Handler, calls: Counter[str]) -> httpx.AsyncClient:
+    return make_client("github", "http://api.test", calls=calls,
+                       transport=httpx.MockTransport(handler))
+
+
+async def call(handler: Handler, *, idempotent: bool = True, budget: Budget | None = None
+               ) -> tuple[httpx.Response | Exception, Counter[str], list[httpx.Request]]:
+    calls: Counter[str] = Counter()
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    async with client_for(record, calls) as client:
+        request = client.build_request("GET", "/x")
+        try:
+            result: httpx.Response | Exception = await send(
+                client, request, service="github", budget=budget or Budget(),
+                idempotent=idempotent)
+        except Exception as exc:
+            result = exc
+    return result, calls, seen
+
+
+def sequence(*responses: httpx.Response | Exception) -> Handler:
+    items = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        item = items.pop(0) if len(items) > 1 else items[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return handler
+
+
+async def test_every_request_is_counted_and_identified() -> None:
+    result, calls, seen = await call(sequence(httpx.Response(200, json={})))
+    assert isinstance(result, httpx.Response) and result.status_code == 200
+    assert calls == Counter({"github": 1})
+    assert seen[0].headers["User-Agent"] == USER_AGENT
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_server_errors_are_retried(status: int) -> None:
+    result, calls, _ = await call(sequence(httpx.Response(status), httpx.Response(200)))
+    assert isinstance(result, httpx.Response) and calls["github"] == 2
+
+
+async def test_server_errors_give_up_after_the_attempts() -> None:
+    result, calls, _ = await call(sequence(httpx.Response(503, json={"message": "down"})))
+    assert isinstance(result, ServerError) and "HTTP 503: down" in result.message
+    assert calls["github"] == 3  # stamina's test mode caps attempts at 3
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (400, RequestRejected), (404, RequestRejected), (409, RequestRejected), (422, RequestRejected),
+    (401, AuthError), (403, AuthError),
+])
+async def test_other_client_errors_are_never_retried(status: int, kind: type[Exception]) -> None:
+    result, calls, _ = await call(sequence(httpx.Response(status, json={"message": "no"})))
+    assert isinstance(result, kind) and calls["github"] == 1
+
+
+async def test_auth_error_exits_3() -> None:
+    result, _, _ = await call(sequence(httpx.Response(401, json={"message": "Bad credentials"})))
+    assert isinstance(result, AuthError) and result.exit_code == 3
+    assert "Bad credentials" in result.message
+
+
+async def test_transport_errors_are_retried_then_unreachable() -> None:
+    result, calls, _ = await call(sequence(httpx.ConnectError("refused")))
+    assert isinstance(result, Unreachable) and calls["github"] == 3
+    assert "http://api.test/x unreachable" in result.message
+
+
+async def test_429_with_an_affordable_retry_after_is_retried() -> None:
+    limited = httpx.Response(429, headers={"retry-after": "2"})
+    result, calls, _ = await call(sequence(limited, httpx.Response(200)))
+    assert isinstance(result, httpx.Response) and calls["github"] == 2
+
+
+async def test_a_wait_longer_than_the_pass_defers_instead_of_sleeping() -> None:
+    limited = httpx.Response(429, headers={"retry-after": "3600"})
+    result, calls, _ = await call(sequence(limited), budget=Budget(max_wait=30))
+    assert isinstance(result, RateLimited) and result.retry_after == 3600
+    assert calls["github"] == 1
+
+
+@pytest.mark.parametrize("headers", [
+    {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "9999999999"},
+    {"retry-after": "120"},
+])
+async def test_github_primary_and_secondary_403_limits_are_rate_limits(
+        headers: dict[str, str]) -> None:
+    result, calls, _ = await call(sequence(httpx.Response(403, headers=headers)),
+                                  budget=Budget(max_wait=30))
+    assert isinstance(result, RateLimited) and calls["github"] == 1
+
+
+async def test_secondary_limit_without_headers_is_recognised_by_its_message() -> None:
+    body = {"message": "You have exceeded a secondary rate limit."}
+    result, _, _ = await call(sequence(httpx.Response(403, json=body)),
+                              budget=Budget(max_wait=30))
+    assert isinstance(result, RateLimited)
+
+
+def test_retry_after_order() -> None:
+    both = httpx.Response(403, headers={"retry-after": "5", "x-ratelimit-remaining": "0",
+                                        "x-ratelimit-reset": "2000"})
+    assert retry_after(both, now=1000) == 5
+    reset = httpx.Response(403, headers={"x-ratelimit-remaining": "0",
+                                         "x-ratelimit-reset": "1060"})
+    assert retry_after(reset, now=1000) == 60
+    assert retry_after(httpx.Response(429), now=1000) is None
+
+
+async def test_non_idempotent_requests_are_retried_only_when_they_never_arrived() -> None:
+    result, calls, _ = await call(sequence(httpx.Response(503)), idempotent=False)
+    assert isinstance(result, ServerError) and calls["github"] == 1
+    result, calls, _ = await call(sequence(httpx.ReadTimeout("slow")), idempotent=False)
+    assert isinstance(result, Unreachable) and calls["github"] == 1
+    result, calls, _ = await call(sequence(httpx.ConnectError("refused"), httpx.Response(201)),
+                                  idempotent=False)
+    assert isinstance(result, httpx.Response) and calls["github"] == 2
+
+
+async def test_messages_carry_no_query_strings() -> None:
+    calls: Counter[str] = Counter()
+    async with client_for(sequence(httpx.ConnectError("x")), calls) as client:
+        request = client.build_request("GET", "/obj?token=s3cr3t-signature")
+        with pytest.raises(Unreachable) as info:
+            await send(client, request, service="github", budget=Budget())
+    assert "s3cr3t" not in info.value.message

@@ -1,0 +1,90 @@
+"""The command line: parse, wire, call the engine, render. `run()` is the one error boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+
+from . import __version__
+from .errors import ConfigError, Interrupted, VideopollError
+from .output import Output
+from .settings import Settings, from_env
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="videopoll",
+    help="Move AI-generated lesson videos from OpenHands + GitHub into Supabase Storage.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # never print locals: they hold tokens
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
+Limit = Annotated[int | None, typer.Option("--limit", min=1, help="At most N rows.")]
+ALL = frozenset({"store", "openhands", "github"})
+STORE = frozenset({"store"})
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"videopoll {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Move AI-generated lesson videos from OpenHands + GitHub into Supabase Storage.
+
+    Exit codes: 0 ran, 1 errors during the run, 2 usage or configuration, 3 credentials
+    refused, 130 interrupted. Configuration: environment variables, then ./.env.
+    """
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return from_env().with_overrides(**overrides)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; Ctrl+C becomes exit 130 once clean-up has run."""
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted") from None
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse and run one command; map every videopoll exception to a line and an exit code."""
+    from . import commands  # noqa: F401  (registers the commands on `app`)
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    out = Output.for_args(args)
+    try:
+        code = app(args=args, prog_name="videopoll", standalone_mode=False)
+        return int(code or 0)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        return 130
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except VideopollError as exc:
+        return out.fail(exc)
+    except KeyboardInterrupt:
+        return out.fail(Interrupted("interrupted"))
+    except OSError as exc:
+        return out.fail(ConfigError(f"{type(exc).__name__}: {exc.strerror or exc}"))
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,253 @@
+"""The subcommands. Each parses its options, opens a Runtime, calls one function, renders.
+
+Heavy modules (httpx, supabase) are imported inside the commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli import ALL, STORE, Json, Limit, app, load_settings, run_async
+from .output import Output
+from .render import checks_table, rows_table, status_view, summary_view
+
+
+@app.command()
+def poll(
+    limit: Limit = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide, but change nothing.")
+                       ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")
+                      ] = False,
+    json: Json = False,
+) -> int:
+    """Run one pass over the pending videos and exit (for cron and CI).
+
+    Asks OpenHands about every pending conversation at once, looks on GitHub only when one
+    has finished, and stores each finished video in the bucket.
+
+    Example: videopoll poll --json
+    """
+    from .runtime import Runtime
+
+    out = Output(json_mode=json)
+    settings = load_settings()
+
+    async def go() -> int:
+        async with Runtime(settings, need=ALL) as rt:
+            summary = await rt.poller().poll_once(limit=limit, dry_run=dry_run)
+        if json:
+            out.json(summary.to_json())
+        else:
+            out.show(summary_view(summary))
+        return 1 if summary.errors or (strict and summary.failed) else 0
+
+    return run_async(go())
+
+
+@app.command()
+def watch(
+    interval: Annotated[float | None, typer.Option(
+        "--interval", min=0.01, help="Seconds between passes [default: VIDEOPOLL_INTERVAL].")
+    ] = None,
+    until_done: Annotated[bool, typer.Option("--until-done",
+                                             help="Stop when nothing is pending.")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0, help="Give up after S seconds (exit 1).")] = None,
+    limit: Limit = None,
+    json: Json = False,
+) -> int:
+    """Run passes until Ctrl+C, until nothing is pending (--until-done) or --timeout.
+
+    On a terminal a live table shows each video; with --json one summary per pass is
+    printed as a JSON line; otherwise one plain line per pass.
+
+    Example: videopoll watch --interval 10 --until-done
+    """
+    from .runtime import Runtime
+    from .watching import watch_view
+
+    out = Output(json_mode=json)
+    settings = load_settings(interval=interval)
+
+    async def go() -> int:
+        async with Runtime(settings, need=ALL) as rt:
+            return await watch_view(rt, out, interval=settings.interval,
+                                    until_done=until_done, timeout=timeout, limit=limit)
+
+    return run_async(go())
+
+
+@app.command()
+def status(
+    conversation: Annotated[str, typer.Argument(help="OpenHands conversation id.")],
+    json: Json = False,
+) -> None:
+    """Explain one conversation: the agent's state, its row(s), and the file on GitHub.
+
+    Example: videopoll status 4f9c2a0e5b7d4c1e9a8b7c6d5e4f3a2b
+    """
+    from .runtime import Runtime
+    from .status import conversation_id, explain
+
+    out = Output(json_mode=json)
+    conversation_id(conversation)  # a malformed id is a usage error before any request
+    settings = load_settings()
+
+    async def go() -> None:
+        async with Runtime(settings, need=ALL) as rt:
+            report = await explain(rt.store, rt.agent, rt.artifacts, conversation)
+        out.json(report) if json else out.show(status_view(report))
+
+    run_async(go())
+
+
+@app.command()
+def pending(limit: Limit = None, json: Json = False) -> None:
+    """List the videos still waiting, oldest first (reads the store only).
+
+    Example: videopoll pending --json
+    """
+    from .runtime import Runtime
+
+    out = Output(json_mode=json)
+    settings = load_settings()
+
+    async def go() -> None:
+        async with Runtime(settings, need=STORE) as rt:
+            rows = await rt.store.pending(limit)
+        if json:
+            out.json([r.to_json() for r in rows])
+        else:
+            out.show(rows_table(rows, now=datetime.now(UTC)))
+
+    run_async(go())
+
+
+@app.command()
+def generate(
+    lesson: Annotated[str, typer.Argument(help="The lesson's id (a UUID in `lessons`).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the agent has started.")
+                    ] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Start another video even if one is pending.")] = False,
+    json: Json = False,
+) -> None:
+    """Start an agent conversation that renders the lesson's video, and track it.
+
+    Inserts a pending row; the next `poll` (or --wait) turns its start task into a
+    conversation, and a later one stores the video.
+
+    Example: videopoll generate 7d1f0c7e-1f52-4a53-9d0c-1b9e4c6f0a11 --wait
+    """
+    from .generate import generate as start
+    from .generate import wait_started
+    from .runtime import Runtime
+
+    out = Output(json_mode=json)
+    settings = load_settings()
+
+    async def go() -> None:
+        async with Runtime(settings, need=ALL) as rt:
+            row = await start(rt.store, rt.agent, settings, lesson, force=force)
+            if wait:
+                out.say(f"started task {row.start_task_id}; waiting for the conversation…")
+                row = await wait_started(rt.store, rt.agent, row, timeout=settings.interval * 10)
+        if json:
+            out.json(row.to_json())
+        else:
+            out.line(f"{row.id} {row.status} lesson={row.lesson_id} "
+                     f"conversation={row.conversation_id or '-'} task={row.start_task_id}")
+            out.say(f"the agent will commit {row.github_path}")
+
+    run_async(go())
+
+
+@app.command()
+def retry(
+    asset: Annotated[str | None, typer.Argument(help="The failed asset's id.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed video.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, change nothing.")] = False,
+    json: Json = False,
+) -> None:
+    """Put failed videos back to pending, keeping their error history (a redrive).
+
+    Example: videopoll retry --failed --dry-run
+    """
+    from .errors import ConfigError
+    from .runtime import Runtime
+
+    if (asset is None) == (not failed):
+        raise ConfigError("give either an asset id or --failed")
+    out = Output(json_mode=json)
+    settings = load_settings()
+
+    async def go() -> None:
+        async with Runtime(settings, need=STORE) as rt:
+            rows = await rt.store.retry(None if failed else [asset or ""], dry_run=dry_run)
+        if json:
+            out.json([r.to_json() for r in rows])
+        else:
+            verb = "would retry" if dry_run else "retried"
+            out.line(f"{verb} {len(rows)} video(s)")
+            for row in rows:
+                out.line(f"  {row.id} -> {row.status} (was: {row.error or 'failed'})")
+
+    run_async(go())
+
+
+@app.command()
+def doctor(
+    fix: Annotated[bool, typer.Option("--fix", help="Create the bucket if it is missing.")
+                   ] = False,
+    json: Json = False,
+) -> int:
+    """Check configuration, credentials and reachability of each service.
+
+    Exit 0 when every check passes, 1 when one fails, 3 when a credential is refused.
+
+    Example: videopoll doctor --json
+    """
+    from .diagnose import diagnose
+    from .doctor import exit_code
+
+    out = Output(json_mode=json)
+    checks = run_async(diagnose(load_settings(), fix=fix))
+    if json:
+        out.json({"checks": [c.to_json() for c in checks]})
+    else:
+        out.show(checks_table([c.to_json() for c in checks]))
+    return exit_code(checks)
+
+
+@app.command()
+def schema() -> None:
+    """Print the SQL migration a Supabase project applies (idempotent).
+
+    Example: videopoll schema | psql "$DATABASE_URL"
+    """
+    from .sql import schema_sql
+
+    typer.echo(schema_sql(), nl=False)
+
+
+@app.command()
+def demo(
+    json: Json = False,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Where to keep the demo's store [default: ./.videopoll/demo].")] = None,
+) -> int:
+    """Run the whole job on the embedded default: local store, local stand-ins of
+    OpenHands and GitHub, three lessons generated and watched to the end.
+
+    Needs no configuration and no network. Example: videopoll demo
+    """
+    from .demo import run_demo
+
+    out = Output(json_mode=json)
+    return run_async(run_demo(out, home or Path(".videopoll") / "demo"))
+

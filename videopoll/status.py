@@ -1,0 +1,38 @@
+"""`status <conversation>`: one conversation, explained from all three services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError, NotFound
+from .model import normalise_id
+from .ports import AgentAPI, ArtifactSource, Store
+
+
+def conversation_id(raw: str) -> str:
+    """32 hex chars, dashed or not; anything else is a usage error (exit 2)."""
+    normal = normalise_id(raw)
+    if normal is None:
+        shown = raw.encode("unicode_escape").decode("ascii")[:80]
+        raise ConfigError(f"not a conversation id (32 hex characters, dashes allowed): {shown}")
+    return normal
+
+
+async def explain(store: Store, agent: AgentAPI, artifacts: ArtifactSource, raw: str
+                  ) -> dict[str, Any]:
+    cid = conversation_id(raw)
+    state = (await agent.states([cid])).get(cid)
+    assets = await store.by_conversation(cid)
+    if state is None and not assets:
+        raise NotFound(f"conversation {cid} is unknown to OpenHands and to the store")
+    paths = [a.github_path for a in assets if a.github_path]
+    artifact = None
+    if paths:
+        refs = await artifacts.find(paths)
+        artifact = next((ref.to_json() for ref in refs.values() if ref is not None), None)
+    return {
+        "conversation_id": cid,
+        "agent": state.to_json() if state is not None else None,
+        "assets": [a.to_json() for a in assets],
+        "artifact": artifact,
+    }

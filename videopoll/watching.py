@@ -1,0 +1,58 @@
+"""`watch`'s display: a live table on a terminal, JSON Lines or plain lines otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import suppress
+
+from rich.live import Live
+
+from .errors import Interrupted
+from .model import PassSummary
+from .output import Output
+from .render import summary_line, summary_view
+from .runtime import Runtime
+
+
+async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: bool,
+                     timeout: float | None, limit: int | None) -> int:
+    """Run the engine's watch loop, rendering each pass; returns the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    last: list[PassSummary] = []
+    live = Live(console=out.out, auto_refresh=False, transient=False) \
+        if out.live and not out.json_mode else None
+
+    def on_pass(summary: PassSummary) -> None:
+        last[:] = [summary]
+        if out.json_mode:
+            out.json(summary.to_json())
+        elif live is not None:
+            live.update(summary_view(summary), refresh=True)
+        else:
+            out.line(summary_line(summary))
+
+    async def sleep(seconds: float) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    poller = rt.poller()
+    try:
+        if live is not None:
+            live.start()
+        finished = await poller.watch(interval=interval, sleep=sleep, until_done=until_done,
+                                      timeout=timeout, limit=limit, on_pass=on_pass, stop=stop)
+    finally:
+        if live is not None:
+            live.stop()
+        with suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+    if stop.is_set():
+        raise Interrupted("stopped by SIGTERM")
+    if not finished:
+        out.say(f"timed out after {timeout:g}s with videos still pending")
+        return 1
+    return 1 if last and last[0].errors else 0
