@@ -105,10 +105,12 @@ async def verified(
         if held is not None:
             yield held
         held = piece
+    html = head.lstrip()[:1] == b"<"
     if seen < ref.size:
-        raise ShortBody(f"download ended at {seen} of {ref.size} bytes")
+        what = "got an HTML page instead of the video" if html else "download ended"
+        raise ShortBody(f"{what} ({seen} of {ref.size} bytes)")
     if not digest.ok():
-        if head.lstrip()[:1] == b"<":
+        if html:
             raise ContentMismatch("got an HTML page instead of the video")
         kind = "sha256" if ref.lfs else "git blob SHA-1"
         raise ContentMismatch(f"downloaded bytes do not match GitHub's {kind}")

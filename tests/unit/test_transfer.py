@@ -61,7 +61,7 @@ async def test_last_piece_is_held_until_the_hash_is_checked() -> None:
 
 async def test_short_body_is_transient() -> None:
     """A body that ends early is ShortBody (retried), not a mismatch (counted)."""
-    with pytest.raises(ShortBody, match=f"of {len(MP4)} bytes"):
+    with pytest.raises(ShortBody, match=f"download ended \\(5000 of {len(MP4)} bytes"):
         await collect(verified(pieces(MP4[:5000]), ref_for(MP4)))
 
 
