@@ -7,7 +7,6 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 
 from . import __version__
@@ -63,27 +62,32 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Parse and run one command; map every videopoll exception to a line and an exit code."""
+    """Parse and run one command; map every videopoll exception to a line and an exit code.
+
+    Typer (click) handles --help and usage errors itself (exit 2); everything videopoll
+    raises arrives here, is printed as one scrubbed line, and becomes its exit code.
+    """
     from . import commands  # noqa: F401  (registers the commands on `app`)
 
     args = list(sys.argv[1:] if argv is None else argv)
     out = Output.for_args(args)
     try:
-        code = app(args=args, prog_name="videopoll", standalone_mode=False)
-        return int(code or 0)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
-        return 130
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
-        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+        app(args=args, prog_name="videopoll")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except VideopollError as exc:
         return out.fail(exc)
     except KeyboardInterrupt:
         return out.fail(Interrupted("interrupted"))
     except OSError as exc:
         return out.fail(ConfigError(f"{type(exc).__name__}: {exc.strerror or exc}"))
+    return 0
+
+
+def finish(code: int) -> None:
+    """End a command with an exit code (Typer ignores return values)."""
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .cli import ALL, STORE, Json, Limit, app, load_settings, run_async
+from .cli import ALL, STORE, Json, Limit, app, finish, load_settings, run_async
 from .output import Output
 from .render import checks_table, rows_table, status_view, summary_view
 
@@ -24,7 +24,7 @@ def poll(
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")
                       ] = False,
     json: Json = False,
-) -> int:
+) -> None:
     """Run one pass over the pending videos and exit (for cron and CI).
 
     Asks OpenHands about every pending conversation at once, looks on GitHub only when one
@@ -46,7 +46,7 @@ def poll(
             out.show(summary_view(summary))
         return 1 if summary.errors or (strict and summary.failed) else 0
 
-    return run_async(go())
+    finish(run_async(go()))
 
 
 @app.command()
@@ -60,7 +60,7 @@ def watch(
         "--timeout", min=0, help="Give up after S seconds (exit 1).")] = None,
     limit: Limit = None,
     json: Json = False,
-) -> int:
+) -> None:
     """Run passes until Ctrl+C, until nothing is pending (--until-done) or --timeout.
 
     On a terminal a live table shows each video; with --json one summary per pass is
@@ -79,7 +79,7 @@ def watch(
             return await watch_view(rt, out, interval=settings.interval,
                                     until_done=until_done, timeout=timeout, limit=limit)
 
-    return run_async(go())
+    finish(run_async(go()))
 
 
 @app.command()
@@ -205,7 +205,7 @@ def doctor(
     fix: Annotated[bool, typer.Option("--fix", help="Create the bucket if it is missing.")
                    ] = False,
     json: Json = False,
-) -> int:
+) -> None:
     """Check configuration, credentials and reachability of each service.
 
     Exit 0 when every check passes, 1 when one fails, 3 when a credential is refused.
@@ -221,7 +221,7 @@ def doctor(
         out.json({"checks": [c.to_json() for c in checks]})
     else:
         out.show(checks_table([c.to_json() for c in checks]))
-    return exit_code(checks)
+    finish(exit_code(checks))
 
 
 @app.command()
@@ -240,7 +240,7 @@ def demo(
     json: Json = False,
     home: Annotated[Path | None, typer.Option(
         "--home", help="Where to keep the demo's store [default: ./.videopoll/demo].")] = None,
-) -> int:
+) -> None:
     """Run the whole job on the embedded default: local store, local stand-ins of
     OpenHands and GitHub, three lessons generated and watched to the end.
 
@@ -249,5 +249,5 @@ def demo(
     from .demo import run_demo
 
     out = Output(json_mode=json)
-    return run_async(run_demo(out, home or Path(".videopoll") / "demo"))
+    finish(run_async(run_demo(out, home or Path(".videopoll") / "demo")))
 

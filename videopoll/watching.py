@@ -16,8 +16,10 @@ from .runtime import Runtime
 
 
 async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: bool,
-                     timeout: float | None, limit: int | None) -> int:
-    """Run the engine's watch loop, rendering each pass; returns the exit code."""
+                     timeout: float | None, limit: int | None,
+                     collect: list[PassSummary] | None = None) -> int:
+    """Run the engine's watch loop, rendering each pass; returns the exit code.
+    Every pass's summary is appended to `collect` when given."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
@@ -28,6 +30,8 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
 
     def on_pass(summary: PassSummary) -> None:
         last[:] = [summary]
+        if collect is not None:
+            collect.append(summary)
         if out.json_mode:
             out.json(summary.to_json())
         elif live is not None:

@@ -215,6 +215,28 @@ class GitHubArtifacts:
         return self.downloads.build_request("GET", href, headers=header)
 
 
+    async def check(self) -> list[tuple[str, bool, str]]:
+        """doctor: the repository is visible to the token and the branch exists."""
+        try:
+            repo = await self._get(f"/repos/{self.repo}", what="repository")
+        except RequestRejected as exc:
+            return [("github", False, self._not_found(exc).message)]
+        left = repo.headers.get("x-ratelimit-remaining")
+        limit = repo.headers.get("x-ratelimit-limit")
+        visibility = "private" if repo.json().get("private") else "public"
+        checks = [("github", True, f"{self.repo} visible ({visibility}); "
+                                   f"rate limit {left}/{limit} left")]
+        try:
+            head = await self._get(f"/repos/{self.repo}/commits/{self.ref}", what="branch",
+                                     Accept="application/vnd.github.sha")
+            checks.append(("github: branch", True, f"{self.ref} at {head.text.strip()[:12]}"))
+        except RequestRejected as exc:
+            ok = exc.status == 409
+            checks.append(("github: branch", ok, "repository is empty (no files yet)" if ok else
+                           f"{self.ref}: {exc.message}"))
+        return checks
+
+
 def _blobs(tree: list[dict[str, Any]], base: str, prefix: str) -> dict[str, tuple[str, int]]:
     out = {}
     for entry in tree:
@@ -222,3 +244,4 @@ def _blobs(tree: list[dict[str, Any]], base: str, prefix: str) -> dict[str, tupl
         if entry.get("type") == "blob" and path.startswith(prefix):
             out[path] = (str(entry["sha"]), int(entry.get("size", 0)))
     return out
+

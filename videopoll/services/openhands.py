@@ -190,3 +190,11 @@ class OpenHandsAgent:
         items = [item for answer in answers for item in answer]
         return {i: map_task(item) if isinstance(item, dict) else None
                 for i, item in zip(ids, items, strict=True)}
+
+    async def check(self) -> list[tuple[str, bool, str]]:
+        """doctor: the API answers a batch query with our key."""
+        probe = "0" * 32
+        answer = await self._batch("/api/v1/app-conversations", [probe], "conversation states")
+        detail = f"{self.client.base_url} reachable, key accepted"
+        return [("openhands", answer == [None], detail if answer == [None] else
+                 f"unexpected answer for an unknown id: {str(answer)[:80]}")]

@@ -1,0 +1,242 @@
+"""A local OpenHands V1 app server, as strict as the real one (DESIGN section 8.1).
+
+Routes, with their names in `counts`, as OpenHands' `openhands/app_server` routers have them:
+`POST /api/v1/app-conversations` (start), `GET /api/v1/app-conversations?ids=` (conversations),
+`GET .../app-conversations/search` (search), `GET .../app-conversations/start-tasks?ids=`
+(start_tasks), `GET .../start-tasks/search` (start_tasks_search),
+`GET /api/v1/conversation/{id}/events/search` (events) and `.../events/count` (events_count).
+
+Where the real source differs from DESIGN 8.1 the source wins: a conversation's `title` is not
+the request's (the server names it, then titles it from the first message); event timestamps
+carry no `Z`; a malformed start-task id is a 422, not a 400; a malformed conversation id in the
+events path is a 500; self-hosted servers (`auth="session"`) answer 401 `{"detail":
+"Unauthorized"}`. Scripting methods (thread-safe) set any state, enum values the real service
+does not have included, so clients can be tested against surprises. The simulated agent lives
+in `videopoll.sandbox.agent`, the request validation in `videopoll.sandbox.openhands_wire`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from .agent import SimulatedAgent
+from .openhands_state import Conversation, OpenHandsState, StartTask, as_hex
+from .openhands_wire import (
+    EVENT_KINDS,
+    choice_err,
+    conversation_json,
+    err,
+    json_body,
+    page,
+    page_args,
+    start_request_errors,
+    task_json,
+    unprocessable,
+    uuid_err,
+)
+from .server import Request, Response, StandIn
+
+_V1 = "/api/v1/app-conversations"
+_EVENTS = r"/api/v1/conversation/(?P<cid>[^/]+)/events"
+_TASK_SORTS = ("CREATED_AT", "CREATED_AT_DESC", "UPDATED_AT", "UPDATED_AT_DESC")
+
+
+def _naive(raw: str) -> datetime:
+    moment = datetime.fromisoformat(raw)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+class OpenHandsStandIn(OpenHandsState, StandIn):
+    """The OpenHands V1 app server: start tasks, conversations and their events.
+
+    `api_key` is the accepted key (or keys); `auth="bearer"` is OpenHands Cloud (Authorization:
+    Bearer, X-Session-API-Key accepted as its fallback), `auth="session"` a self-hosted server
+    (X-Session-API-Key only). `rate_limit=(per_second, per_minute)` turns on Cloud's per-user
+    fixed windows (Cloud runs 10 and 100). `agent` simulates the agent behind started tasks.
+    """
+
+    name = "openhands"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 api_key: str | Iterable[str] = "test-key", auth: str = "bearer",
+                 rate_limit: tuple[int, int] | None = None, agent: SimulatedAgent | None = None,
+                 latency: float = 0.0, bandwidth: float | None = None) -> None:
+        super().__init__(host, port, latency=latency, bandwidth=bandwidth)
+        if auth not in ("bearer", "session"):
+            raise ValueError(f"auth must be 'bearer' or 'session', not {auth!r}")
+        self.keys = {api_key} if isinstance(api_key, str) else set(api_key)
+        self.auth = auth
+        self.agent = agent
+        self.user_id = str(uuid.uuid4())
+        self.started: list[dict[str, Any]] = []  # start request bodies, secrets included
+        self._limits = [] if rate_limit is None else [
+            (rate_limit[0], 1.0, f"{rate_limit[0]} per 1 second"),
+            (rate_limit[1], 60.0, f"{rate_limit[1]} per 1 minute")]
+        self._windows: dict[tuple[str, float], list[float]] = {}
+        self._tasks: dict[str, StartTask] = {}
+        self._conversations: dict[str, Conversation] = {}
+        for method, path, name, handler in (
+            ("POST", _V1, "start", self._start),
+            ("GET", _V1, "conversations", self._batch_conversations),
+            ("GET", _V1 + "/search", "search", self._search),
+            ("GET", _V1 + "/start-tasks", "start_tasks", self._batch_tasks),
+            ("GET", _V1 + "/start-tasks/search", "start_tasks_search", self._search_tasks),
+            ("GET", _EVENTS + "/search", "events", self._events),
+            ("GET", _EVENTS + "/count", "events_count", self._count_events),
+        ):
+            self.route(method, path, name, handler)
+
+    # -- auth, rate limit, routing -------------------------------------------------------------
+    def before(self, request: Request) -> Response | None:
+        if self.auth == "session":
+            if request.route == "?":  # a router dependency there: unknown paths are just 404
+                return None
+            key = request.header("X-Session-API-Key") or ""
+            if key not in self.keys:
+                return Response.json({"detail": "Unauthorized"}, 401)
+        else:
+            header = request.header("Authorization") or ""
+            key = (header.replace("Bearer ", "") if header.startswith("Bearer ")
+                   else request.header("X-Session-API-Key") or "")
+            if not key:
+                return Response.json({"error": "NoCredentialsError"}, 401)
+            if key not in self.keys:
+                return Response.json({"error": "failed to authenticate"}, 401)
+        limited = self._rate_limit(key)
+        if limited is None:
+            self.tick()
+        return limited
+
+    def _rate_limit(self, key: str) -> Response | None:
+        """Fixed windows per user, hit in order like Cloud's limiter ("10/second; 100/minute")."""
+        now = time.time()
+        with self.lock:
+            for amount, seconds, label in self._limits:
+                window = self._windows.get((key, seconds))
+                if window is None or now >= window[0] + seconds:
+                    window = self._windows[(key, seconds)] = [now, 0.0]
+                window[1] += 1
+                if window[1] > amount:
+                    reset = window[0] + seconds
+                    return Response.json({"error": f"Rate limit exceeded: {label}"}, 429, {
+                        "X-RateLimit-Limit": label, "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": str(int(reset)),
+                        # Truncated like the real handler: often "0" within a 1 s window.
+                        "Retry-After": str(int(reset - now))})
+        return None
+
+    def not_found(self, request: Request) -> Response:
+        if request.route == "405":
+            return Response.json({"detail": "Method Not Allowed"}, 405)
+        return super().not_found(request)
+
+    # -- handlers ------------------------------------------------------------------------------
+    def _start(self, request: Request) -> Response:
+        body, problem = json_body(request)
+        if problem is not None:
+            return problem
+        if errors := start_request_errors(body):
+            return unprocessable(errors)
+        born = self.agent.clock() if self.agent is not None else None
+        with self.lock:
+            self.started.append(copy.deepcopy(body))
+            task = StartTask(uuid.uuid4().hex, body, born=born)
+            self._tasks[task.id] = task
+            return Response.json(task_json(task, self.user_id))
+
+    def _batch_tasks(self, request: Request) -> Response:
+        ids = request.query.get("ids")
+        if not ids:
+            return unprocessable([err("missing", ["query", "ids"], "Field required", None)])
+        if errors := [e for i, raw in enumerate(ids) if (e := uuid_err(["query", "ids", i], raw))]:
+            return unprocessable(errors)
+        if len(ids) > 100:
+            return Response.json({"detail": "Cannot request more than 100 start tasks at once, "
+                                            f"got {len(ids)}"}, 400)
+        with self.lock:
+            return Response.json([task_json(t, self.user_id)
+                                  if (t := self._tasks.get(as_hex(raw))) else None
+                                  for raw in ids])
+
+    def _batch_conversations(self, request: Request) -> Response:
+        ids = request.query.get("ids")
+        if not ids:
+            return unprocessable([err("missing", ["query", "ids"], "Field required", None)])
+        if len(ids) >= 100:
+            return Response.json({"detail": "Too many ids requested. Maximum is 99."}, 400)
+        if invalid := [raw for raw in ids if uuid_err([], raw)]:
+            return Response.json({"detail": f"Invalid UUID format for ids: {invalid}"}, 400)
+        with self.lock:
+            return Response.json([conversation_json(c, self.user_id, self.url)
+                                  if (c := self._conversations.get(as_hex(raw))) else None
+                                  for raw in ids])
+
+    def _search(self, request: Request) -> Response:
+        args = page_args(request)
+        if isinstance(args, Response):
+            return args
+        needle = request.arg("title__contains")
+        with self.lock:
+            found = sorted(self._conversations.values(), key=lambda c: c.created_at, reverse=True)
+            items = [conversation_json(c, self.user_id, self.url) for c in found
+                     if needle is None or needle in c.title]
+        return Response.json(page(items, args[0], args[1]))
+
+    def _search_tasks(self, request: Request) -> Response:
+        args = page_args(request, _TASK_SORTS, "CREATED_AT_DESC")
+        if isinstance(args, Response):
+            return args
+        wanted = request.arg("conversation_id__eq")
+        if wanted is not None and (problem := uuid_err(["query", "conversation_id__eq"], wanted)):
+            return unprocessable([problem])
+        offset, limit, sort = args
+        with self.lock:
+            tasks = [t for t in self._tasks.values()
+                     if wanted is None or t.conversation_id == as_hex(wanted)]
+            tasks.sort(key=lambda t: t.updated_at if sort.startswith("UPDATED") else t.created_at,
+                       reverse=sort.endswith("_DESC"))
+            return Response.json(page([task_json(t, self.user_id) for t in tasks], offset, limit))
+
+    def _matching_events(self, request: Request) -> list[dict[str, Any]] | Response:
+        kind = request.arg("kind__eq")
+        if kind is not None and kind not in EVENT_KINDS:
+            return unprocessable([choice_err("literal_error", ["query", "kind__eq"], kind,
+                                             EVENT_KINDS)])
+        bounds: dict[str, datetime] = {}
+        for name in ("timestamp__gte", "timestamp__lt"):
+            if (raw := request.arg(name)) is not None:
+                try:
+                    bounds[name] = _naive(raw)
+                except ValueError:
+                    return unprocessable([err("datetime_from_date_parsing", ["query", name],
+                                              "Input should be a valid datetime or date", raw)])
+        try:
+            conversation_id = as_hex(request.params["cid"])
+        except ValueError:  # the real router calls UUID() on the path unguarded
+            return Response.text("Internal Server Error", 500)
+        with self.lock:
+            found = self._conversations.get(conversation_id)
+            events = list(found.events) if found else []
+        low, high = bounds.get("timestamp__gte"), bounds.get("timestamp__lt")
+        return [e for e in events if (kind is None or e["kind"] == kind)
+                and (low is None or _naive(e["timestamp"]) >= low)
+                and (high is None or _naive(e["timestamp"]) < high)]
+
+    def _events(self, request: Request) -> Response:
+        args = page_args(request, ("TIMESTAMP", "TIMESTAMP_DESC"), "TIMESTAMP")
+        if isinstance(args, Response):
+            return args
+        events = self._matching_events(request)
+        if isinstance(events, Response):
+            return events
+        events.sort(key=lambda e: str(e["timestamp"]), reverse=args[2] == "TIMESTAMP_DESC")
+        return Response.json(page(events, args[0], args[1]))
+
+    def _count_events(self, request: Request) -> Response:
+        events = self._matching_events(request)
+        return events if isinstance(events, Response) else Response.json(len(events))

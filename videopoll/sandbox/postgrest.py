@@ -1,0 +1,367 @@
+"""PostgREST's `/rest/v1` over real PostgreSQL: tables (GET/HEAD/POST/PATCH/DELETE) and RPC.
+
+Behaviour follows PostgREST 12-14 as supabase-py 2.x uses it: `Prefer: return=`, `count=exact`
+(Content-Range), `resolution=merge-duplicates`, `Accept: application/vnd.pgrst.object+json`
+(0 or >1 rows: 406 PGRST116, rolled back), an unfiltered PATCH/DELETE refused with 21000 as
+Supabase's pg-safeupdate does, STABLE/IMMUTABLE functions in a READ ONLY transaction, and
+errors as `{"code","details","hint","message"}` with PostgREST's status mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from .postgrest_query import IDENT, ApiError, number, order_by, projection, where
+from .server import Request, Response
+
+if TYPE_CHECKING:
+    from .supabase import PgPool, SupabaseStandIn
+
+OBJECT = "application/vnd.pgrst.object+json"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[str, ...]
+    pk: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Routine:
+    name: str
+    args: tuple[tuple[str, str], ...]  # (name, type) of the input arguments
+    required: frozenset[str]  # arguments without a default
+    setof: bool
+    kind: str  # "void", "scalar" or "composite"
+    read_only: bool  # STABLE or IMMUTABLE
+
+
+class SchemaCache:
+    """PostgREST's schema cache of `public`: reloaded once when a name is not found."""
+
+    def __init__(self, pool: PgPool) -> None:
+        self._pool = pool
+        self._lock = threading.Lock()
+        self.tables: dict[str, Table] = {}
+        self.routines: dict[str, list[Routine]] = {}
+
+    def reload(self) -> None:
+        with self._pool.connection() as conn:
+            rows = conn.execute("""
+                select c.relname, array_agg(a.attname::text order by a.attnum),
+                       coalesce((select array_agg(k.attname::text order by k.attnum)
+                                   from pg_index i join pg_attribute k
+                                     on k.attrelid = i.indrelid and k.attnum = any (i.indkey)
+                                  where i.indrelid = c.oid and i.indisprimary), '{}')
+                  from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                  join pg_attribute a on a.attrelid = c.oid and a.attnum > 0
+                                     and not a.attisdropped
+                 where n.nspname = 'public' and c.relkind in ('r', 'v', 'm', 'p', 'f')
+                 group by c.oid, c.relname""").fetchall()
+            procs = conn.execute("""
+                select p.proname, coalesce(p.proargnames, '{}'), coalesce(p.proargmodes::text[],
+                       '{}'), array(select format_type(t, null) from unnest(p.proargtypes) t),
+                       p.pronargdefaults, p.proretset, format_type(p.prorettype, null),
+                       t.typtype, p.provolatile
+                  from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+                  join pg_type t on t.oid = p.prorettype
+                 where n.nspname = 'public' and p.prokind = 'f'
+                   and p.prorettype <> 'trigger'::regtype""").fetchall()
+        tables = {name: Table(name, tuple(cols), tuple(pk)) for name, cols, pk in rows}
+        routines: dict[str, list[Routine]] = {}
+        for name, names, modes, types, ndefaults, setof, rettype, typtype, volatile in procs:
+            modes = modes or ["i"] * len(names)
+            inputs = [n for n, m in zip(names, modes, strict=False) if m in ("i", "b", "v")]
+            if len(inputs) != len(types) or not all(inputs):
+                continue  # unnamed arguments cannot be called with named JSON
+            kind = ("void" if rettype == "void" else
+                    "composite" if typtype == "c" or rettype == "record" else "scalar")
+            required = frozenset(inputs[: len(inputs) - ndefaults])
+            routines.setdefault(name, []).append(Routine(
+                name, tuple(zip(inputs, types, strict=True)), required, setof, kind,
+                volatile in ("s", "i")))
+        with self._lock:
+            self.tables, self.routines = tables, routines
+
+    def table(self, name: str) -> Table | None:
+        if name not in self.tables:
+            self.reload()
+        return self.tables.get(name)
+
+    def routine(self, name: str, keys: set[str]) -> Routine | None:
+        if name not in self.routines:
+            self.reload()
+        for routine in self.routines.get(name, []):
+            names = {arg for arg, _ in routine.args}
+            if keys <= names and routine.required <= keys:
+                return routine
+        return None
+
+
+def register(app: SupabaseStandIn) -> None:
+    table = r"/rest/v1/(?P<table>[^/]+)"
+    for method, name in (("GET", "rest.table.get"), ("HEAD", "rest.table.head"),
+                         ("POST", "rest.table.post"), ("PATCH", "rest.table.patch"),
+                         ("DELETE", "rest.table.delete")):
+        app.route(method, table, name, _guard(app, _table))
+    for method in ("POST", "GET"):
+        app.route(method, r"/rest/v1/rpc/(?P<fn>[^/]+)", "rest.rpc", _guard(app, _rpc))
+    app.route("GET", r"/rest/v1/?", "rest.root", lambda r: _error(
+        ApiError(404, "PGRST126", "Root endpoint metadata is disabled")))
+
+
+class _Singular(Exception):
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+
+def _error(exc: ApiError) -> Response:
+    headers = {"Proxy-Status": f"PostgREST; error={exc.code}", **exc.headers}
+    return Response.json(exc.body(), exc.status, headers)
+
+
+def pg_status(sqlstate: str, message: str, authed: bool) -> int:
+    """PostgREST's mapping of SQLSTATE to HTTP status (docs: references/errors)."""
+    exact = {"23503": 409, "23505": 409, "25006": 405, "53400": 500, "57P01": 503,
+             "P0001": 400, "42883": 404, "42P01": 404, "42P17": 500}
+    if sqlstate in exact:
+        return exact[sqlstate]
+    if sqlstate == "42501":
+        return 403 if authed else 401
+    if sqlstate == "22023" and message.startswith("role") and message.endswith("not exist"):
+        return 401
+    if sqlstate.startswith("PT") and sqlstate[2:].isdigit():
+        return int(sqlstate[2:])
+    prefixes = {"08": 503, "09": 500, "0L": 403, "0P": 403, "25": 500, "28": 403, "2D": 500,
+                "38": 500, "39": 500, "3B": 500, "40": 500, "53": 503, "54": 500, "55": 500,
+                "57": 500, "58": 500, "F0": 500, "HV": 500, "P0": 500, "XX": 500}
+    return prefixes.get(sqlstate[:2], 400)
+
+
+def _guard(app: SupabaseStandIn, handler: Any) -> Any:
+    """Authentication, schema headers and error translation around a handler."""
+
+    def run(request: Request) -> Response:
+        from .supabase import JwtError, PoolTimeout
+
+        authed = False
+        try:
+            profile = request.header("Accept-Profile") or request.header("Content-Profile")
+            if profile not in (None, "public"):
+                raise ApiError(406, "PGRST106", f"Invalid schema: {profile}",
+                               hint="Only the following schemas are exposed: public")
+            try:
+                claims = app.bearer(request) or {"role": "anon"}
+            except JwtError as exc:
+                code = "PGRST303" if exc.kind == "expired" else "PGRST301"
+                message = str(exc) if exc.kind != "signature" else \
+                    "No suitable key or wrong key type"
+                raise ApiError(401, code, message, headers={
+                    "WWW-Authenticate": f'Bearer error="invalid_token", '
+                                        f'error_description="{message}"'}) from None
+            authed = claims.get("role") != "anon"
+            result: Response = handler(app, request, claims)
+            return result
+        except ApiError as exc:
+            return _error(exc)
+        except _Singular as exc:
+            return _error(ApiError(406, "PGRST116", "Cannot coerce the result to a single JSON "
+                                   "object", f"The result contains {exc.rows} rows"))
+        except PoolTimeout:
+            return _error(ApiError(504, "PGRST003", "Timed out acquiring connection from "
+                                   "connection pool."))
+        except psycopg.Error as exc:
+            diag = exc.diag
+            state = exc.sqlstate or "XX000"
+            message = diag.message_primary or str(exc)
+            return _error(ApiError(pg_status(state, message, authed), state, message,
+                                   diag.message_detail, diag.message_hint))
+
+    return run
+
+
+def _prefer(request: Request) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for token in (request.header("Prefer") or "").split(","):
+        key, _, value = token.strip().partition("=")
+        if key:
+            out[key] = value
+    return out
+
+
+def _table(app: SupabaseStandIn, request: Request, claims: dict[str, Any]) -> Response:
+    name = request.params["table"]
+    table = app.schema.table(name) if IDENT.match(name) else None
+    if table is None:
+        raise ApiError(404, "PGRST205", f"Could not find the table 'public.{name}' in the "
+                       "schema cache")
+    ident = sql.SQL("public.{}").format(sql.Identifier(name))
+    prefer = _prefer(request)
+    single = OBJECT in (request.header("Accept") or "")
+    filters = where(request.query)
+    cond = sql.SQL(" where {}").format(filters) if filters is not None else sql.SQL("")
+    proj = projection(request.arg("select"))
+    method = request.method
+    if method in ("GET", "HEAD"):
+        limit, offset = number(request.query, "limit"), number(request.query, "offset")
+        order = order_by(request.arg("order"))
+        source = sql.SQL("select {} from {}{}{}{}{}").format(
+            proj, ident, cond,
+            sql.SQL(" order by {}").format(order) if order is not None else sql.SQL(""),
+            sql.SQL(" limit {}").format(limit) if limit is not None else sql.SQL(""),
+            sql.SQL(" offset {}").format(offset) if offset is not None else sql.SQL(""))
+        with app.transaction(claims, read_only=True, method=method, path=request.path) as conn:
+            rows, body = _aggregate(conn, source, single)
+            total = None
+            if prefer.get("count") in ("exact", "planned", "estimated"):
+                total = conn.execute(sql.SQL("select count(*) from {}{}").format(ident, cond)
+                                     ).fetchone()[0]
+        start = offset or 0
+        span = f"{start}-{start + rows - 1}" if rows else "*"
+        headers = {"Content-Range": f"{span}/{'*' if total is None else total}"}
+        return _respond(200, body, single, headers)
+    data = _body(request)
+    if method == "DELETE":
+        if filters is None:
+            raise ApiError(400, "21000", "DELETE requires a WHERE clause")
+        change = sql.SQL("delete from {}{} returning *").format(ident, cond)
+    elif method == "PATCH":
+        if not isinstance(data, dict):
+            raise ApiError(400, "PGRST102", "Empty or invalid json")
+        if filters is None:
+            raise ApiError(400, "21000", "UPDATE requires a WHERE clause")
+        cols = _columns(table, data.keys())
+        change = sql.SQL("update {} set ({}) = (select {} from json_populate_record(null::{}, "
+                         "{}::json)){} returning *").format(
+            ident, cols, cols, ident, sql.Literal(json.dumps(data)), cond)
+    else:
+        rowset = data if isinstance(data, list) else [data]
+        if not rowset or not all(isinstance(r, dict) for r in rowset):
+            raise ApiError(400, "PGRST102", "Empty or invalid json")
+        keys: dict[str, None] = {}
+        explicit = request.arg("columns")
+        for key in (explicit.split(",") if explicit else (k for r in rowset for k in r)):
+            keys[key.strip().strip('"')] = None
+        cols = _columns(table, keys)
+        change = sql.SQL("insert into {} ({}) select {} from json_populate_recordset(null::{}, "
+                         "{}::json){} returning *").format(
+            ident, cols, cols, ident, sql.Literal(json.dumps(rowset)),
+            _conflict(table, list(keys), prefer, request.arg("on_conflict")))
+    source = sql.SQL("with _m as ({}) select {} from _m").format(change, proj)
+    with app.transaction(claims, method=method, path=request.path) as conn:
+        rows, body = _aggregate(conn, source, single)
+    if prefer.get("return") != "representation":
+        return Response(201 if method == "POST" else 204, b"",
+                        {"Content-Range": f"*/{rows}" if method == "POST" else f"0-{rows - 1}/*"})
+    return _respond(201 if method == "POST" else 200, body, single, {})
+
+
+def _aggregate(conn: psycopg.Connection[Any], source: sql.Composable, single: bool
+               ) -> tuple[int, str]:
+    """Run `source`; its rows as one JSON text, computed by PostgreSQL as PostgREST does."""
+    row = conn.execute(sql.SQL("select count(*)::int, coalesce(json_agg(_p), '[]')::text, "
+                               "(json_agg(_p) -> 0)::text from ({}) _p").format(source)
+                       ).fetchone()
+    assert row is not None
+    if single and row[0] != 1:
+        raise _Singular(row[0])  # raised inside the transaction: everything rolls back
+    return row[0], row[2] if single else row[1]
+
+
+def _respond(status: int, body: str, single: bool, headers: dict[str, str]) -> Response:
+    kind = OBJECT if single else "application/json"
+    return Response(status, body.encode(), {"Content-Type": f"{kind}; charset=utf-8", **headers})
+
+
+def _body(request: Request) -> Any:
+    raw = request.body()
+    if request.method == "DELETE" and not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "PGRST102", "Empty or invalid json") from None
+
+
+def _columns(table: Table, keys: Any) -> sql.Composable:
+    names = list(keys)
+    for key in names:
+        if not IDENT.match(key) or key not in table.columns:
+            raise ApiError(400, "PGRST204", f"Could not find the '{key}' column of "
+                           f"'{table.name}' in the schema cache")
+    if not names:
+        raise ApiError(400, "PGRST102", "Empty or invalid json")
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+def _conflict(table: Table, cols: list[str], prefer: dict[str, str], on: str | None
+              ) -> sql.Composable:
+    resolution = prefer.get("resolution")
+    if resolution not in ("merge-duplicates", "ignore-duplicates"):
+        return sql.SQL("")
+    keys = [k.strip() for k in on.split(",")] if on else list(table.pk)
+    for key in keys:
+        if key not in table.columns:
+            raise ApiError(400, "PGRST204", f"Could not find the '{key}' column of "
+                           f"'{table.name}' in the schema cache")
+    target = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
+    rest = [c for c in cols if c not in keys]
+    if resolution == "ignore-duplicates" or not rest:
+        return sql.SQL(" on conflict ({}) do nothing").format(target)
+    sets = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c))
+                              for c in rest)
+    return sql.SQL(" on conflict ({}) do update set {}").format(target, sets)
+
+
+def _rpc(app: SupabaseStandIn, request: Request, claims: dict[str, Any]) -> Response:
+    name = request.params["fn"]
+    if request.method == "GET":
+        args: Any = {k: v[-1] for k, v in request.query.items()}
+    else:
+        raw = request.body()
+        try:
+            args = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise ApiError(400, "PGRST102", "Empty or invalid json") from None
+        if not isinstance(args, dict):
+            raise ApiError(400, "PGRST102", "Empty or invalid json")
+    routine = app.schema.routine(name, set(args)) if IDENT.match(name) else None
+    if routine is None:
+        shown = f"({', '.join(sorted(args))})" if args else " without parameters"
+        raise ApiError(404, "PGRST202", f"Could not find the function public.{name}{shown} in "
+                       "the schema cache", hint="If a new function was created in the "
+                       "database with this name and parameters, try reloading the schema cache.")
+    given = [(arg, typ) for arg, typ in routine.args if arg in args]
+    call = sql.SQL("public.{}({})").format(sql.Identifier(name), sql.SQL(", ").join(
+        sql.SQL("{0} := _r.{0}").format(sql.Identifier(arg)) for arg, _ in given))
+    # Types come from pg_catalog, never from the request.
+    record = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(arg), sql.SQL(typ))
+                                for arg, typ in given)
+    source = (sql.SQL("json_to_record({}::json) as _r({})").format(
+        sql.Literal(json.dumps(args)), record) if given else sql.SQL("(select) _r"))
+    if routine.setof or routine.kind == "composite":
+        query = sql.SQL("select count(*)::int, coalesce(json_agg(_f), '[]')::text, "
+                        "(json_agg(_f) -> 0)::text from {}, lateral {} _f").format(source, call)
+    else:
+        query = sql.SQL("select 1, to_json({})::text, null from {}").format(call, source)
+    single = OBJECT in (request.header("Accept") or "")
+    read_only = routine.read_only or request.method == "GET"
+    with app.transaction(claims, read_only=read_only, method=request.method,
+                         path=request.path) as conn:
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        count, many, first = row
+        if routine.setof and single and count != 1:
+            raise _Singular(count)
+    if routine.kind == "void":
+        return Response(204, b"", {})
+    if routine.setof:
+        return _respond(200, first if single else many, single, {})
+    return _respond(200, first if routine.kind == "composite" else many, single, {})

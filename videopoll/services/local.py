@@ -1,0 +1,299 @@
+"""Store over SQLite and a directory: the embedded default (`VIDEOPOLL_STORE=local`).
+
+`{home}/videopoll.db` holds the tables (see `localdb`), `{home}/storage/{bucket}/` the
+objects. Every transition is one guarded `UPDATE ... RETURNING` inside `BEGIN IMMEDIATE`,
+so several `videopoll poll` processes on one file claim each row exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ContentMismatch, RequestRejected
+from ..model import Lesson, VideoAsset
+from .localdb import (
+    ASSET_COLUMNS,
+    PENDING_SQL,
+    RETRY_SQL,
+    SAFE_OWNER,
+    check_db,
+    check_key,
+    check_schema,
+    check_storage,
+    connect,
+    disk,
+    fsync_dir,
+    to_asset,
+    to_lesson,
+    translated,
+    ts,
+)
+
+_LIVE = "status = 'transferring' and claimed_by = :owner and claimed_until > :now"
+
+
+class LocalStore:
+    """`Store` over a SQLite file (WAL) and a folder; `clock` is its "server clock"."""
+
+    def __init__(self, home: Path, *, bucket: str = "lesson-assets",
+                 clock: Callable[[], datetime] | None = None,
+                 busy_timeout_s: float = 30.0) -> None:
+        if not bucket or "/" in bucket or bucket in (".", ".."):
+            raise ConfigError(f"invalid bucket name {bucket!r}", hint="set VIDEOPOLL_BUCKET")
+        self.home = Path(home)
+        self.bucket = bucket
+        self.db_path = self.home / "videopoll.db"
+        self.bucket_dir = self.home / "storage" / bucket
+        self.writes: Counter[str] = Counter()  # completed uploads per key
+        self._clock = clock or (lambda: datetime.now(UTC))
+        with disk():
+            self.bucket_dir.mkdir(parents=True, exist_ok=True)
+        self._db = connect(self.db_path, busy_timeout_s)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _read(self, sql: str, params: Mapping[str, Any] | Sequence[Any] = ()
+              ) -> list[sqlite3.Row]:
+        with translated():
+            return self._db.execute(sql, params).fetchall()
+
+    def _write(self, sql: str, params: Mapping[str, Any] | Sequence[Any] = (),
+               *, commit: bool = True) -> list[sqlite3.Row]:
+        """One statement in its own write transaction; `commit=False` shows, then undoes."""
+        with translated():
+            self._db.execute("begin immediate")
+            try:
+                rows = self._db.execute(sql, params).fetchall()
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+            self._db.execute("commit" if commit else "rollback")
+        return rows
+
+    def _update(self, asset_id: str, sets: str, guard: str, *, now: datetime | None = None,
+                **params: Any) -> list[sqlite3.Row]:
+        """The one shape of every transition: a compare-and-set on the row's current state."""
+        sql = (f"update lesson_assets set {sets}, updated_at = :now "
+               f"where id = :id and kind = 'video' and ({guard}) returning {ASSET_COLUMNS}")
+        stamp = ts(now or self._clock())
+        return self._write(sql, {"id": asset_id, "now": stamp, "owner": None, **params})
+
+    def _select(self, where: str, params: Mapping[str, Any], tail: str = "") -> list[VideoAsset]:
+        rows = self._read(f"select {ASSET_COLUMNS} from lesson_assets "
+                          f"where kind = 'video' and ({where}) order by created_at, id {tail}",
+                          params)
+        return [to_asset(row) for row in rows]
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def pending(self, limit: int | None = None) -> list[VideoAsset]:
+        where = (f"storage_path is null and status in ({PENDING_SQL}) "
+                 "and (conversation_id is not null or start_task_id is not null)")
+        if limit is None:
+            return self._select(where, {})
+        return self._select(where, {"limit": max(limit, 0)}, "limit :limit")
+
+    async def get(self, asset_id: str) -> VideoAsset | None:
+        found = self._select("id = :id", {"id": asset_id})
+        return found[0] if found else None
+
+    async def by_conversation(self, conversation_id: str) -> list[VideoAsset]:
+        return self._select("conversation_id = :c", {"c": conversation_id})
+
+    async def lesson(self, lesson_id: str) -> Lesson | None:
+        rows = self._read("select id, title, user_id from lessons where id = ?", (lesson_id,))
+        return to_lesson(rows[0]) if rows else None
+
+    async def open_video(self, lesson_id: str) -> VideoAsset | None:
+        found = self._select("lesson_id = :l and status not in ('ready', 'failed')",
+                             {"l": lesson_id}, "limit 1")
+        return found[0] if found else None
+
+    # -- transitions ---------------------------------------------------------------------
+
+    async def resolve_start(self, asset_id: str, conversation_id: str) -> bool:
+        return bool(self._update(asset_id, "status = 'generating', conversation_id = :c",
+                                 "status = 'starting'", c=conversation_id))
+
+    async def mark_finished(self, asset_id: str) -> bool:
+        return bool(self._update(asset_id, "status = 'finished', finished_at = :now",
+                                 "status = 'generating'"))
+
+    async def mark_generating(self, asset_id: str) -> bool:
+        return bool(self._update(asset_id, "status = 'generating', finished_at = null",
+                                 "status = 'finished'"))
+
+    async def claim(self, asset_id: str, owner: str, lease_s: float) -> bool:
+        now = self._clock()
+        return bool(self._update(
+            asset_id, "status = 'transferring', claimed_by = :owner, claimed_until = :until",
+            "status = 'finished' or (status = 'transferring' and claimed_until <= :now)",
+            now=now, owner=owner, until=ts(now + timedelta(seconds=lease_s))))
+
+    async def renew(self, asset_id: str, owner: str, lease_s: float) -> bool:
+        now = self._clock()
+        return bool(self._update(asset_id, "claimed_until = :until", _LIVE, now=now,
+                                 owner=owner, until=ts(now + timedelta(seconds=lease_s))))
+
+    async def release(self, asset_id: str, owner: str) -> bool:
+        # The holder may hand back even an expired lease: nobody else has taken it meanwhile.
+        return bool(self._update(
+            asset_id, "status = 'finished', claimed_by = null, claimed_until = null",
+            "status = 'transferring' and claimed_by = :owner", owner=owner))
+
+    async def mark_ready(self, asset_id: str, owner: str, storage_path: str) -> bool:
+        return bool(self._update(
+            asset_id, "status = 'ready', storage_path = :path, error = null, "
+            "claimed_by = null, claimed_until = null", _LIVE, owner=owner, path=storage_path))
+
+    async def mark_failed(self, asset_id: str, reason: str, owner: str | None = None) -> bool:
+        # With owner None, `claimed_by = null` is never true: transferring rows stay put.
+        return bool(self._update(
+            asset_id, "status = 'failed', error = :reason, claimed_by = null, "
+            "claimed_until = null",
+            "status in ('starting', 'generating', 'finished') "
+            "or (status = 'transferring' and claimed_by = :owner)", reason=reason, owner=owner))
+
+    async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
+        rows = self._update(asset_id, "error = :error, attempts = attempts + 1, "
+                            "mismatches = mismatches + :m", "1", error=error, m=int(mismatch))
+        return int(rows[0]["mismatches"]) if rows else 0
+
+    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False
+                    ) -> list[VideoAsset]:
+        if asset_ids is not None and not asset_ids:
+            return []
+        chosen = "" if asset_ids is None else "and id in (select value from json_each(:ids))"
+        sql = f"{RETRY_SQL} {chosen} returning {ASSET_COLUMNS}"
+        params = {"now": ts(self._clock()), "ids": json.dumps(list(asset_ids or []))}
+        rows = self._write(sql, params, commit=not dry_run)
+        return sorted((to_asset(row) for row in rows), key=lambda a: (a.created_at, a.id))
+
+    async def insert_asset(self, *, asset_id: str, lesson_id: str, user_id: str | None,
+                           start_task_id: str, github_path: str) -> VideoAsset:
+        now = ts(self._clock())
+        rows = self._write(
+            "insert into lesson_assets (id, lesson_id, user_id, kind, mime_type, metadata, "
+            "status, start_task_id, created_at, updated_at) values (:id, :lesson, :user, "
+            "'video', 'video/mp4', json_object('github_path', :path), 'starting', :task, "
+            f":now, :now) returning {ASSET_COLUMNS}",
+            {"id": asset_id, "lesson": lesson_id, "user": user_id, "path": github_path,
+             "task": start_task_id, "now": now})
+        return to_asset(rows[0])
+
+    # -- state ---------------------------------------------------------------------------
+
+    async def get_state(self, key: str) -> dict[str, Any] | None:
+        rows = self._read("select value from videopoll_state where key = ?", (key,))
+        return dict(json.loads(rows[0]["value"])) if rows else None
+
+    async def set_state(self, key: str, value: dict[str, Any]) -> None:
+        self._write("insert into videopoll_state (key, value, updated_at) values (?, ?, ?) "
+                    "on conflict (key) do update set value = excluded.value, "
+                    "updated_at = excluded.updated_at",
+                    (key, json.dumps(value), ts(self._clock())))
+
+    # -- objects -------------------------------------------------------------------------
+
+    def object_path(self, key: str) -> Path:
+        """Where the object `key` lives; refuses keys that would leave the bucket folder."""
+        path = self.bucket_dir / check_key(key)
+        if not path.resolve().is_relative_to(self.bucket_dir.resolve()):
+            raise RequestRejected(f"object key {key!r} leaves the bucket", service="store")
+        return path
+
+    async def put(self, asset: VideoAsset, key: str, chunks: AsyncIterator[bytes], *,
+                  size: int, digest: str, owner: str, content_type: str = "video/mp4") -> None:
+        # Local writes are atomic (temp file + rename), so there is nothing to resume and
+        # `digest` is not needed; each owner writes its own temp file so two never mix.
+        target = self.object_path(key)
+        if not self.bucket_dir.is_dir():  # as Storage would answer: never created silently
+            raise ConfigError(f"bucket folder {self.bucket_dir} is missing",
+                              hint="run `videopoll doctor --fix` or check VIDEOPOLL_BUCKET")
+        part = target.with_name(f"{target.name}.part-{SAFE_OWNER.sub('_', owner)[:80]}")
+        with disk():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            out = open(part, "wb")  # closed by the `with out` just below
+        try:
+            with out:
+                written = 0
+                async for chunk in chunks:  # the stream's own errors pass through untouched
+                    with disk():
+                        out.write(chunk)
+                    written += len(chunk)
+                if written != size:  # what a resumable upload's Upload-Length would refuse
+                    raise ContentMismatch(f"{key}: got {written} bytes, expected {size}")
+                with disk():
+                    out.flush()
+                    await asyncio.to_thread(os.fsync, out.fileno())
+            with disk():
+                os.replace(part, target)
+        except BaseException:  # cancellation too: never leave a half-written temp file
+            part.unlink(missing_ok=True)
+            raise
+        with disk():
+            fsync_dir(target.parent)
+        self.writes[key] += 1
+
+    # -- doctor, seeding, lifecycle --------------------------------------------------------
+
+    async def check(self) -> list[tuple[str, bool, str]]:
+        """Database writable, schema complete, storage folder writable."""
+        return [check_db(self._db, self.db_path), check_schema(self._db),
+                check_storage(self.bucket_dir)]
+
+    async def ensure_bucket(self) -> list[tuple[str, bool, str]]:
+        """doctor --fix: (re)create the bucket folder, which opening the store also does."""
+        existed = self.bucket_dir.is_dir()
+        with disk():
+            self.bucket_dir.mkdir(parents=True, exist_ok=True)
+        return [("local bucket", True, f"{self.bucket_dir} " + ("exists" if existed else
+                                                                 "created"))]
+
+    def add_lesson(self, title: str, user_id: str | None = None,
+                   lesson_id: str | None = None) -> Lesson:
+        """Seed a lesson as the app would (tests, demo)."""
+        lesson = Lesson(id=lesson_id or str(uuid.uuid4()), title=title, user_id=user_id)
+        self._write("insert into lessons (id, user_id, title, created_at) values (?, ?, ?, ?)",
+                    (lesson.id, user_id, title, ts(self._clock())))
+        return lesson
+
+    def add_asset(self, lesson_id: str, *, conversation_id: str | None = None,
+                  github_path: str | None = None, kind: str = "video",
+                  storage_path: str | None = None, user_id: str | None = None,
+                  asset_id: str | None = None, metadata: dict[str, Any] | None = None,
+                  created_at: datetime | None = None) -> str:
+        """Seed a row as the app inserts it: base columns only, so status is the default."""
+        meta = dict(metadata or {})
+        if github_path is not None:
+            meta["github_path"] = github_path
+        new_id = asset_id or str(uuid.uuid4())
+        stamp = ts(created_at or self._clock())
+        self._write(
+            "insert into lesson_assets (id, lesson_id, user_id, kind, storage_path, mime_type, "
+            "conversation_id, metadata, created_at, updated_at) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_id, lesson_id, user_id, kind, storage_path,
+             "video/mp4" if kind == "video" else None, conversation_id, json.dumps(meta),
+             stamp, stamp))
+        return new_id
+
+    def metadata(self, asset_id: str) -> dict[str, Any]:
+        """The row's metadata JSON (where retry keeps error_history)."""
+        rows = self._read("select metadata from lesson_assets where id = ?", (asset_id,))
+        if not rows:
+            raise KeyError(asset_id)
+        return dict(json.loads(rows[0]["metadata"]))
+
+    async def close(self) -> None:
+        self._db.close()
+
