@@ -156,7 +156,8 @@ def generate(
             row = await start(rt.store, rt.agent, settings, lesson, force=force)
             if wait:
                 out.say(f"started task {row.start_task_id}; waiting for the conversation…")
-                row = await wait_started(rt.store, rt.agent, row, timeout=settings.interval * 10)
+                row = await wait_started(rt.store, rt.agent, row, timeout=settings.interval * 10,
+                                         every=min(2.0, settings.interval))
         if json:
             out.json(row.to_json())
         else:

@@ -171,7 +171,7 @@ class StandIn:
     def start(self) -> StandIn:
         self._server = _Server((self.host, self.port), _make_handler(self))
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         name=f"{self.name}:{self.port}", daemon=True)
         self._thread.start()
         return self

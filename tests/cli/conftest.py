@@ -1,0 +1,128 @@
+"""End-to-end fixtures: the real CLI in-process, over real HTTP to the stand-ins, on a store.
+
+`stack` is parametrised over the stores, so every CLI test runs on each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from videopoll.cli import run
+from videopoll.sandbox.mp4 import make_mp4
+from videopoll.sandbox.stack import Sandbox
+from videopoll.services.local import LocalStore
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    @property
+    def lines(self) -> list[Any]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+class LocalSeed:
+    """Rows as the app inserts them, and a look at the results, on the local store."""
+
+    kind = "local"
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.store = LocalStore(home)
+
+    def env(self) -> dict[str, str]:
+        return {"VIDEOPOLL_STORE": "local", "VIDEOPOLL_HOME": str(self.home)}
+
+    def lesson(self, title: str = "A lesson", user_id: str | None = None) -> str:
+        return self.store.add_lesson(title, user_id=user_id).id
+
+    def video(self, lesson_id: str, conversation_id: str, github_path: str | None = None,
+              asset_id: str | None = None) -> str:
+        asset_id = asset_id or str(uuid.uuid4())
+        path = github_path or f"videos/{lesson_id}/{asset_id}.mp4"
+        return self.store.add_asset(lesson_id, conversation_id=conversation_id,
+                                    github_path=path, asset_id=asset_id)
+
+    def row(self, asset_id: str) -> dict[str, Any]:
+        found = asyncio.run(self.store.get(asset_id))
+        assert found is not None
+        return found.to_json()
+
+    def object(self, key: str) -> bytes | None:
+        path = self.store.object_path(key)
+        return path.read_bytes() if path.exists() else None
+
+    def close(self) -> None:
+        asyncio.run(self.store.close())
+
+
+@dataclass
+class Stack:
+    sandbox: Sandbox
+    seed: LocalSeed
+    monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str]
+
+    def env(self) -> dict[str, str]:
+        return {**self.sandbox.env(), **self.seed.env()}
+
+    def cli(self, *args: str, env: dict[str, str | None] | None = None) -> Result:
+        """Run `videopoll ARGS` in this process with the stack's environment."""
+        merged: dict[str, str | None] = {**self.env(), **(env or {})}
+        with self.monkeypatch.context() as patch:
+            for name, value in merged.items():
+                if value is None:
+                    patch.delenv(name, raising=False)
+                else:
+                    patch.setenv(name, value)
+            self.capsys.readouterr()
+            code = run(list(args))
+            captured = self.capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    # -- scenario helpers ----------------------------------------------------------------------
+    def video(self, sandbox_status: str = "RUNNING", execution: str | None = "running", *,
+              commit: bytes | None = None, lfs: bool | None = None) -> tuple[str, str, str]:
+        """A pending row, its conversation in the given state, and optionally its file.
+        Returns (asset id, conversation id, github path)."""
+        lesson = self.seed.lesson()
+        cid = self.sandbox.openhands.add_conversation(sandbox_status, execution)
+        asset = str(uuid.uuid4())
+        path = f"videos/{lesson}/{asset}.mp4"
+        self.seed.video(lesson, cid, path, asset_id=asset)
+        if commit is not None:
+            self.sandbox.github.put_file(self.sandbox.repo, path, commit, lfs=lfs)
+        return asset, cid, path
+
+    def key(self, asset_id: str) -> str:
+        row = self.seed.row(asset_id)
+        return f"videos/{row['lesson_id']}/{asset_id}.mp4"
+
+
+@pytest.fixture(params=["local"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          capsys: pytest.CaptureFixture[str]) -> Iterator[Stack]:
+    seed = LocalSeed(tmp_path / "home")
+    with Sandbox(step=0.01, run=0.05) as sandbox:
+        yield Stack(sandbox, seed, monkeypatch, capsys)
+    seed.close()
+
+
+@pytest.fixture(scope="session")
+def video() -> bytes:
+    return make_mp4("a lesson")

@@ -1,0 +1,144 @@
+"""status, pending, generate, doctor, watch, schema, demo: shapes, exit codes, what users read."""
+
+from __future__ import annotations
+
+import uuid
+
+from .conftest import Stack
+
+ROW_KEYS = {"id", "lesson_id", "conversation_id", "status", "storage_path", "error", "attempts",
+            "github_path", "created_at", "updated_at"}
+
+
+def test_status_explains_a_conversation(stack: Stack, video: bytes) -> None:
+    asset, cid, path = stack.video("RUNNING", "finished", commit=video)
+    dashed = str(uuid.UUID(cid))
+    result = stack.cli("status", dashed, "--json")
+    assert result.code == 0, result.err
+    report = result.json
+    assert set(report) == {"conversation_id", "agent", "assets", "artifact"}
+    assert report["conversation_id"] == cid
+    assert report["agent"] == {"sandbox_status": "RUNNING", "execution_status": "finished",
+                               "state": "finished"}
+    assert [r["id"] for r in report["assets"]] == [asset]
+    assert set(report["assets"][0]) == ROW_KEYS
+    assert report["artifact"]["path"] == path and report["artifact"]["size"] == len(video)
+    assert report["artifact"]["lfs"] is False
+    human = stack.cli("status", cid)
+    assert human.code == 0 and path in human.out
+
+
+def test_status_of_unknown_and_malformed_ids(stack: Stack) -> None:
+    unknown = stack.cli("status", "f" * 32, "--json")
+    assert unknown.code == 1 and "unknown to OpenHands and to the store" in unknown.err
+    malformed = stack.cli("status", "../../etc/passwd")
+    assert malformed.code == 2 and "not a conversation id" in malformed.err
+    assert stack.sandbox.openhands.counts["conversations"] == 1
+
+
+def test_status_of_a_conversation_the_store_does_not_track(stack: Stack) -> None:
+    cid = stack.sandbox.openhands.add_conversation("PAUSED", None)
+    report = stack.cli("status", cid, "--json").json
+    assert report["agent"]["state"] == "generating" and report["assets"] == []
+    assert report["artifact"] is None
+
+
+def test_pending_reads_only_the_store(stack: Stack) -> None:
+    first, _, _ = stack.video()
+    second, _, _ = stack.video("RUNNING", "finished")
+    result = stack.cli("pending", "--json", env={"OPENHANDS_API_KEY": None,
+                                                  "GITHUB_TOKEN": None})
+    assert result.code == 0, result.err
+    rows = result.json
+    assert [r["id"] for r in rows] == [first, second]
+    assert all(set(r) == ROW_KEYS for r in rows)
+    assert stack.sandbox.openhands.total() == 0 and stack.sandbox.github.total() == 0
+    assert first in stack.cli("pending").out
+
+
+def test_generate_starts_a_conversation_and_inserts_the_row(stack: Stack) -> None:
+    lesson = stack.seed.lesson("Cell division", user_id=str(uuid.uuid4()))
+    result = stack.cli("generate", lesson, "--json", env={"GEMINI_API_KEY": "gem-SECRET-42"})
+    assert result.code == 0, result.err
+    row = result.json
+    assert set(row) == ROW_KEYS
+    assert (row["lesson_id"], row["status"], row["conversation_id"]) == (
+        lesson, "starting", None)
+    assert row["github_path"] == f"videos/{lesson}/{row['id']}.mp4"
+    started = stack.sandbox.openhands.started[-1]
+    text = started["initial_message"]["content"][0]["text"]
+    assert f"`{row['github_path']}`" in text and "Cell division" in text
+    assert started["selected_repository"] == stack.sandbox.repo
+    assert "GEMINI_API_KEY" in str(started.get("secrets"))
+    assert "gem-SECRET-42" not in result.out + result.err
+
+
+def test_generate_refuses_a_second_pending_video_unless_forced(stack: Stack) -> None:
+    lesson = stack.seed.lesson()
+    first = stack.cli("generate", lesson, "--json").json
+    again = stack.cli("generate", lesson)
+    assert again.code == 1 and first["id"] in again.err and "--force" in again.err
+    forced = stack.cli("generate", lesson, "--force", "--json")
+    assert forced.code == 0 and forced.json["id"] != first["id"]
+
+
+def test_generate_for_a_missing_lesson(stack: Stack) -> None:
+    result = stack.cli("generate", str(uuid.uuid4()))
+    assert result.code == 1 and "lesson not found" in result.err
+    assert stack.sandbox.openhands.total() == 0
+
+
+def test_generate_wait_resolves_the_conversation(stack: Stack) -> None:
+    lesson = stack.seed.lesson()
+    result = stack.cli("generate", lesson, "--wait", "--json",
+                       env={"VIDEOPOLL_INTERVAL": "0.02"})
+    assert result.code == 0, result.err
+    row = result.json
+    assert row["status"] == "generating" and len(row["conversation_id"]) == 32
+
+
+def test_generated_video_goes_all_the_way(stack: Stack) -> None:
+    lesson = stack.seed.lesson("Fractions")
+    row = stack.cli("generate", lesson, "--json").json
+    result = stack.cli("watch", "--until-done", "--json", "--interval", "0.05",
+                       "--timeout", "20")
+    assert result.code == 0, result.err
+    passes = result.lines
+    assert sum(p["processed"] for p in passes) == 1
+    assert passes[-1]["stillGenerating"] == 0
+    assert stack.seed.row(row["id"])["status"] == "ready"
+    assert stack.seed.object(stack.key(row["id"])) is not None
+
+
+def test_watch_timeout_is_exit_1(stack: Stack) -> None:
+    stack.video()
+    result = stack.cli("watch", "--until-done", "--interval", "0.05", "--timeout", "0.2")
+    assert result.code == 1 and "timed out" in result.err
+    assert len(result.out.strip().splitlines()) >= 2  # one plain line per pass
+
+
+def test_doctor_all_good(stack: Stack) -> None:
+    result = stack.cli("doctor", "--json")
+    assert result.code == 0, result.out
+    checks = result.json["checks"]
+    assert all(set(c) == {"name", "ok", "detail"} and c["ok"] for c in checks)
+    names = {c["name"] for c in checks}
+    assert {"openhands", "github"} <= names
+
+
+def test_doctor_reports_missing_config_and_refused_tokens(stack: Stack) -> None:
+    missing = stack.cli("doctor", "--json", env={"OPENHANDS_API_KEY": None})
+    assert missing.code == 1
+    assert any(not c["ok"] and "OPENHANDS_API_KEY" in c["detail"]
+               for c in missing.json["checks"])
+    refused = stack.cli("doctor", "--json", env={"GITHUB_TOKEN": "ghp_nope000000000"})
+    assert refused.code == 3
+
+
+def test_help_version_and_schema(stack: Stack) -> None:
+    help_text = stack.cli("--help").out
+    for command in ("poll", "watch", "status", "pending", "generate", "demo", "doctor",
+                    "schema", "retry"):
+        assert command in help_text
+    assert "Example: videopoll poll --json" in stack.cli("poll", "--help").out
+    assert stack.cli("--version").out.startswith("videopoll ")

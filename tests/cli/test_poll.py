@@ -1,0 +1,123 @@
+"""`videopoll poll` end to end: real HTTP to the stand-ins, a real store."""
+
+from __future__ import annotations
+
+import math
+
+from .conftest import Stack
+
+SUMMARY_KEYS = {"checked", "stillGenerating", "found", "processed", "failed", "timestamp",
+                "errors", "durationMs", "calls", "items"}
+ITEM_KEYS = {"asset_id", "lesson_id", "conversation_id", "state", "action", "detail"}
+
+
+def test_nothing_pending(stack: Stack) -> None:
+    result = stack.cli("poll", "--json")
+    assert result.code == 0, result.err
+    summary = result.json
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["checked"] == 0 and summary["items"] == [] and summary["errors"] == []
+    assert summary["timestamp"].endswith("Z")
+    assert stack.sandbox.openhands.total() == 0 and stack.sandbox.github.total() == 0
+
+
+def test_a_finished_video_is_stored(stack: Stack, video: bytes) -> None:
+    asset, cid, path = stack.video("RUNNING", "finished", commit=video)
+    result = stack.cli("poll", "--json")
+    assert result.code == 0, result.err
+    summary = result.json
+    assert (summary["checked"], summary["found"], summary["processed"]) == (1, 1, 1)
+    item = summary["items"][0]
+    assert set(item) == ITEM_KEYS
+    assert (item["asset_id"], item["conversation_id"], item["state"], item["action"]) == (
+        asset, cid, "ready", "stored")
+    row = stack.seed.row(asset)
+    assert row["status"] == "ready" and row["storage_path"] == stack.key(asset)
+    assert stack.seed.object(stack.key(asset)) == video
+    assert summary["calls"]["openhands"] == 1 and summary["calls"]["github"] >= 3
+
+
+def test_git_lfs_videos_come_from_the_lfs_host_without_our_token(stack: Stack,
+                                                                  video: bytes) -> None:
+    asset, _, _ = stack.video("RUNNING", "finished", commit=video, lfs=True)
+    result = stack.cli("poll", "--json")
+    assert result.json["processed"] == 1, result.out
+    assert stack.seed.object(stack.key(asset)) == video
+    objects = stack.sandbox.github.objects
+    assert objects.counts["lfs_object"] == 1
+    sent = [h for _, _, h in objects.log]
+    assert all(stack.sandbox.github_token not in str(h) for h in sent)
+
+
+def test_300_running_conversations_cost_4_state_requests_and_no_github(stack: Stack) -> None:
+    for _ in range(300):
+        stack.video("RUNNING", "running")
+    result = stack.cli("poll", "--json")
+    assert result.code == 0, result.err
+    summary = result.json
+    assert (summary["checked"], summary["stillGenerating"]) == (300, 300)
+    assert stack.sandbox.openhands.counts["conversations"] <= math.ceil(300 / 99)
+    assert stack.sandbox.openhands.total() == 4
+    assert stack.sandbox.github.total() == 0
+    assert summary["calls"] == {"openhands": 4, "github": 0, "store": 0}
+    print(f"300 running: openhands={stack.sandbox.openhands.total()} "
+          f"github={stack.sandbox.github.total()}")
+
+
+def test_an_unchanged_repository_costs_one_304_on_the_next_run(stack: Stack) -> None:
+    stack.video("RUNNING", "finished")  # finished, but the file is not there yet
+    first = stack.cli("poll", "--json").json
+    assert first["stillGenerating"] == 1
+    github = stack.sandbox.github
+    assert github.not_modified["commits"] == 0
+    before = github.total()
+    second = stack.cli("poll", "--json").json  # a new Runtime: ETag comes from the store
+    assert second["stillGenerating"] == 1
+    assert github.total() - before == 1 and github.not_modified["commits"] == 1
+    assert second["calls"]["github"] == 1
+
+
+def test_a_commit_after_the_304_is_picked_up(stack: Stack, video: bytes) -> None:
+    asset, _, path = stack.video("RUNNING", "finished")
+    stack.cli("poll")
+    stack.sandbox.github.put_file(stack.sandbox.repo, path, video)
+    assert stack.cli("poll", "--json").json["processed"] == 1
+    assert stack.seed.row(asset)["status"] == "ready"
+
+
+def test_failed_conversation_is_failed_with_its_reason_and_exit_0(stack: Stack) -> None:
+    asset, cid, _ = stack.video("RUNNING", "error")
+    stack.sandbox.openhands.add_error_event(cid, "LLMError", "quota exceeded for model")
+    result = stack.cli("poll", "--json")
+    assert result.code == 0
+    assert result.json["failed"] == 1
+    assert stack.seed.row(asset)["error"] == "quota exceeded for model"
+    assert stack.cli("poll", "--strict").code == 0  # nothing failed in this pass
+    stack.video("RUNNING", "stuck")
+    assert stack.cli("poll", "--strict").code == 1
+
+
+def test_human_output_has_the_table_and_the_closing_lines(stack: Stack, video: bytes) -> None:
+    stack.video("RUNNING", "finished", commit=video)
+    stack.video("RUNNING", "running")
+    result = stack.cli("poll")
+    assert result.code == 0
+    assert "still generating" in result.out and "processed" in result.out
+    assert "✅ 1 video(s) ready!" in result.out
+    assert "⏳ 1 video(s) still generating…" in result.out
+    assert "\x1b[" not in result.out  # not a terminal: no colour codes
+
+
+def test_dry_run_changes_nothing(stack: Stack, video: bytes) -> None:
+    asset, _, _ = stack.video("RUNNING", "finished", commit=video)
+    result = stack.cli("poll", "--dry-run", "--json")
+    assert result.json["dryRun"] is True and result.json["processed"] == 1
+    assert stack.seed.row(asset)["status"] == "generating"
+    assert stack.seed.object(stack.key(asset)) is None
+
+
+def test_limit_takes_the_oldest(stack: Stack) -> None:
+    first, _, _ = stack.video()
+    stack.video()
+    result = stack.cli("poll", "--limit", "1", "--json").json
+    assert [i["asset_id"] for i in result["items"]] == [first]
