@@ -138,6 +138,20 @@ def test_refs(gh: GitHubStandIn, api: httpx.Client) -> None:
     assert_error(api.get(f"/repos/{REPO}/git/ref/heads/feature"), 404, "Not Found")
 
 
+def test_remove_file_and_other_default_branch(gh: GitHubStandIn, api: httpx.Client) -> None:
+    """Removing a folder's last file removes the folder; every change moves the head."""
+    gh.add_repo("acme/trunk", default_branch="trunk")
+    gh.grant(TOKEN, "acme/trunk")
+    before = gh.head("acme/trunk")
+    gh.put_file("acme/trunk", "videos/a/v.mp4", b"v")
+    after = gh.remove_file("acme/trunk", "videos/a/v.mp4")
+    assert len({before, gh.head("acme/trunk"), after}) == 2 and after != before
+    listing = api.get("/repos/acme/trunk/git/trees/trunk?recursive=1").json()["tree"]
+    assert [e["path"] for e in listing] == ["README.md"]
+    free = api.get("/rate_limit").json()["rate"]
+    assert api.get("/rate_limit").json()["rate"]["remaining"] == free["remaining"]
+
+
 # -- listing --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", ["1", "0", "false", "true", ""])
 def test_any_recursive_value_turns_recursion_on(gh: GitHubStandIn, api: httpx.Client,

@@ -61,9 +61,19 @@ def connect() -> Iterator[Connect]:
         client.close()
 
 
+@pytest.fixture(scope="module")
+def shared() -> Iterator[OpenHandsStandIn]:
+    # One server for the default configuration: stopping one costs half a second.
+    server = OpenHandsStandIn()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def server(make: Make) -> OpenHandsStandIn:
-    return make()
+def server(shared: OpenHandsStandIn) -> OpenHandsStandIn:
+    shared.reset()
+    return shared
 
 
 @pytest.fixture
@@ -180,7 +190,7 @@ def test_rate_limit_counts_only_authenticated_requests(make: Make, connect: Conn
 
 def test_no_rate_limit_by_default(client: httpx.Client) -> None:
     assert all(client.get(V1, params={"ids": [uuid.uuid4().hex]}).status_code == 200
-               for _ in range(30))
+               for _ in range(12))
 
 
 # -- start -----------------------------------------------------------------------------------------
@@ -644,3 +654,35 @@ def test_placeholder_mp4_boxes() -> None:
         offset += size
     assert offset == len(data) and kinds == [b"ftyp", b"moov", b"mdat"]
     assert data[4:8] == b"ftyp" and data.endswith(b"Lesson")
+
+
+def test_reset_forgets_everything(server: OpenHandsStandIn, client: httpx.Client) -> None:
+    cid = server.add_conversation()
+    task_id = server.add_start_task()
+    client.post(V1, json=body())
+    server.reset()
+    assert server.started == [] and server.total() == 0
+    assert conversations(client, cid) == [None] and tasks(client, task_id) == [None]
+
+
+def test_agent_pauses_idle_sandboxes(make: Make, connect: Connect) -> None:
+    """With pause_after the finished conversation's sandbox is PAUSED: execution_status reads
+    null and the newest execution_status event still says finished."""
+    clock = FakeClock()
+    server = make(agent=SimulatedAgent(step=0.1, run=1.0, pause_after=30.0, clock=clock))
+    client = connect(server)
+    task_id = client.post(V1, json=body()).json()["id"]
+    clock.now += 2.0
+    cid = tasks(client, task_id)[0]["app_conversation_id"]
+    assert conversations(client, cid)[0]["execution_status"] == "finished"
+    clock.now += 30.0
+    item = conversations(client, cid)[0]
+    assert (item["sandbox_status"], item["execution_status"]) == ("PAUSED", None)
+    newest = events(client, cid, kind__eq="ConversationStateUpdateEvent",
+                    sort_order="TIMESTAMP_DESC")["items"]
+    assert [e["value"] for e in newest if e["key"] == "execution_status"][0] == "finished"
+
+
+def test_context_manager_returns_the_openhands_stand_in() -> None:
+    with OpenHandsStandIn() as server:
+        assert server.add_conversation()

@@ -8,7 +8,10 @@ It stands in for a real OpenHands agent making a lesson video:
    `commit(repository, branch, path, data)` and the conversation becomes
    RUNNING/`finished`, with a `ConversationStateUpdateEvent` recording it.
 3. When `fail_when(title, prompt)` returns a reason, the conversation ends RUNNING/`error`
-   with a `ConversationErrorEvent` carrying that reason instead, and nothing is committed.
+   with a `ConversationErrorEvent` carrying that reason instead, and nothing is committed
+   (`title` is the start request's `title`, possibly None).
+4. With `pause_after`, the sandbox of a finished (or failed) conversation is PAUSED that many
+   seconds later, so `execution_status` reads null and only the events tell the outcome.
 
 **Prompt contract**: the agent commits to the first backquoted token of the initial
 message's text that ends in `.mp4` (for example "commit the video to `videos/l1/a1.mp4`"), on
@@ -54,7 +57,7 @@ def fallback_title(prompt: str, conversation_id: str) -> str:
     The request's `title` is ignored there: a conversation starts as "Conversation <5 hex>"
     and the title processor renames it from the first message.
     """
-    title = " ".join(prompt.split())
+    title = prompt.strip()
     if not title:
         return f"Conversation {conversation_id[:5]}"
     return title if len(title) <= 50 else title[:47] + "..."
@@ -81,6 +84,7 @@ class SimulatedAgent:
     fail_when: Callable[[str | None, str], str | None] | None = None
     make_video: Callable[[str], bytes] | None = None
     clock: Callable[[], float] = time.monotonic
+    pause_after: float | None = None  # then an idle sandbox is PAUSED, as Cloud does
 
     def start_status(self, born: float, repository: Any, now: float) -> tuple[str, str | None]:
         """A start task's status `now - born` seconds after the POST, and the error detail."""

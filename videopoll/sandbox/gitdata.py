@@ -7,6 +7,7 @@ along the paths it changes; content lives in memory or in a file on disk, never 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,12 @@ _IDENT = b"videopoll-sandbox <sandbox@videopoll.invalid>"
 
 def blob_sha(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def b64_lines(data: bytes) -> bytes:
+    """Base64 as GitHub shows blob content: a newline after every 60 characters."""
+    encoded = base64.b64encode(data)
+    return b"".join(encoded[i:i + 60] + b"\n" for i in range(0, len(encoded), 60))
 
 
 def pointer_text(oid: str, size: int) -> bytes:
@@ -57,6 +64,18 @@ class Content:
 
     def read(self) -> bytes:
         return self.data if self.data is not None else b"".join(self.chunks())
+
+    def base64_json(self) -> Iterator[bytes]:
+        """b64_lines of the content, JSON-escaped, streamed (45 input bytes make one line)."""
+        rest = b""
+        for piece in self.chunks():
+            rest += piece
+            cut = len(rest) - len(rest) % 45
+            if cut:
+                yield b64_lines(rest[:cut]).replace(b"\n", b"\\n")
+                rest = rest[cut:]
+        if rest:
+            yield b64_lines(rest).replace(b"\n", b"\\n")
 
     def sha256(self) -> str:
         digest = hashlib.sha256()

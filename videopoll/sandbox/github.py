@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import itertools
 import socket
 import threading
 import time
@@ -23,15 +24,10 @@ from urllib.parse import unquote
 
 from . import githubapi
 from .gitdata import Repo, pointer_text, prepare
-from .githubapi import error
+from .githubapi import API_VERSIONS, RATE_DOCS, UA_REQUIRED, error
 from .lfs import ObjectHost, lfs_error
 from .server import Fault, Request, Response, StandIn
 
-API_VERSIONS = frozenset({"2022-11-28", "2026-03-10"})
-UA_REQUIRED = (b"\r\nRequest forbidden by administrative rules. Please make sure your request "
-               b"has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-"
-               b"the-rest-api#user-agent-required). Check https://developer.github.com for other "
-               b"possible causes.\r\n")
 _REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 
 
@@ -88,8 +84,7 @@ class GitHubStandIn(StandIn):
         self.not_modified: Counter[str] = Counter()  # 304 answers by route
         self.objects = ObjectHost(objects_host, clock=clock, lfs_ttl=lfs_ttl,
                                   token_in=lfs_token_in)
-        self._ids = iter(range(1, 1 << 62))
-        self._id_lock = threading.Lock()
+        self._ids = itertools.count(1)  # next() on a count is atomic under the GIL
         for name, pattern, handler in githubapi.ROUTES:
             self.route("GET", _REPO + pattern, name, self._api(name, handler))
         self.route("GET", "/rate_limit", "rate_limit", self._rate_limit)
@@ -137,43 +132,49 @@ class GitHubStandIn(StandIn):
         with self.lock:
             self.tokens.setdefault(token, set()).add(repo.lower())
 
-    def put_file(self, repo: str, path: str, data: bytes, *, branch: str = "main",
+    def put_file(self, repo: str, path: str, data: bytes, *, branch: str | None = None,
                  lfs: bool | None = None) -> str:
         """Commits one file; returns the blob sha the tree shows (the pointer's, for LFS)."""
         return self.put_files(repo, {path: data}, branch=branch, lfs=lfs)[path]
 
-    def put_files(self, repo: str, files: Mapping[str, bytes | Path], *, branch: str = "main",
-                  lfs: bool | None = None) -> dict[str, str]:
+    def put_files(self, repo: str, files: Mapping[str, bytes | Path], *,
+                  branch: str | None = None, lfs: bool | None = None) -> dict[str, str]:
         """Commits many files at once (one commit): bytes, or paths served from disk.
 
-        Keys are the paths given; the answer maps each to the blob sha the tree shows.
+        Keys are the paths given; the answer maps each to the blob sha the tree shows. Every
+        call is a new commit with a new head SHA; `branch` defaults to the default branch.
         """
         prepared = {path: prepare(path, source, lfs) for path, source in files.items()}
         with self.lock:
-            shas = self._repo(repo).put(prepared.values(), branch, int(self.clock()))
+            target = self._repo(repo)
+            shas = target.put(prepared.values(), branch or target.default_branch,
+                              int(self.clock()))
         return {path: shas[item.path] for path, item in prepared.items()}
 
-    def put_file_from_path(self, repo: str, path: str, src: Path, *, branch: str = "main",
+    def put_file_from_path(self, repo: str, path: str, src: Path, *, branch: str | None = None,
                            lfs: bool | None = None) -> str:
         """Like put_file, for huge files: hashed in one streaming read, served from disk."""
         return self.put_files(repo, {path: src}, branch=branch, lfs=lfs)[path]
 
-    def remove_file(self, repo: str, path: str, *, branch: str = "main") -> str:
+    def remove_file(self, repo: str, path: str, *, branch: str | None = None) -> str:
+        """Commits the file's removal; returns the new head SHA."""
         with self.lock:
-            return self._repo(repo).commit({path: None}, branch, int(self.clock()))
+            target = self._repo(repo)
+            return target.commit({path.strip("/"): None}, branch or target.default_branch,
+                                 int(self.clock()))
 
-    def head(self, repo: str, branch: str = "main") -> str:
+    def head(self, repo: str, branch: str | None = None) -> str:
         with self.lock:
-            return self._repo(repo).branches[branch]
+            target = self._repo(repo)
+            return target.branches[branch or target.default_branch]
 
     def set_rate_limit(self, remaining: int, *, reset: float | None = None,
                        limit: int | None = None, status: int = 403) -> None:
         """The token budget from now on; `status` is 403 or 429 once it is used up."""
         with self.lock:
             budget = self.budget
-            budget.limit = limit if limit is not None else budget.limit
-            budget.remaining, budget.status = remaining, status
-            budget.reset = int(reset) if reset is not None else int(self.clock()) + 3600
+            budget.limit, budget.remaining, budget.status = limit or budget.limit, remaining, status
+            budget.reset = int(reset if reset is not None else self.clock() + 3600)
 
     def _repo(self, name: str) -> Repo:
         return self.repos[name.lower()]
@@ -216,7 +217,9 @@ class GitHubStandIn(StandIn):
                 if token is None:
                     return error(401, "Bad credentials", headers=budget.headers())
                 if not budget.take(self.clock()):
-                    return self._exhausted(budget, token)
+                    who = "user ID 1" if token else "127.0.0.1"
+                    return error(budget.status, f"API rate limit exceeded for {who}.",
+                                 RATE_DOCS, headers=self._common(budget))
                 repo = self._visible(request.params["owner"], request.params["repo"], token)
                 response = (handler(self, request, repo) if repo is not None
                             else error(404, "Not Found"))
@@ -229,17 +232,10 @@ class GitHubStandIn(StandIn):
         return gate
 
     def _common(self, budget: Budget) -> dict[str, str]:
-        with self._id_lock:
-            request_id = f"{next(self._ids):08X}:SANDBOX"
         return {**budget.headers(), "X-GitHub-Api-Version-Selected": "2022-11-28",
-                "X-GitHub-Request-Id": request_id, "Vary": "Accept, Authorization, Cookie",
+                "X-GitHub-Request-Id": f"{next(self._ids):08X}:SANDBOX",
+                "Vary": "Accept, Authorization, Cookie",
                 "Cache-Control": "private, max-age=60, s-maxage=60"}
-
-    def _exhausted(self, budget: Budget, token: str) -> Response:
-        who = "user ID 1" if token else "127.0.0.1"
-        return error(budget.status, f"API rate limit exceeded for {who}.",
-                     "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
-                     headers=self._common(budget))
 
     def _rate_limit(self, request: Request) -> Response:
         # GET /rate_limit is free (it does not count against the budget).
@@ -285,17 +281,15 @@ class GitHubStandIn(StandIn):
             headers = {**self.budget.headers(), "x-ratelimit-remaining": "0",
                        "x-ratelimit-used": str(self.budget.limit), "x-ratelimit-reset": str(reset),
                        **fault.headers}
-            return error(status, "API rate limit exceeded for user ID 1.",
-                         "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+            return error(status, "API rate limit exceeded for user ID 1.", RATE_DOCS,
                          headers=headers)
         if fault.kind == "secondary_rate_limit":  # budget left, but slow down
             headers = {**self.budget.headers(), **fault.headers}
             if fault.delay:
                 headers["retry-after"] = str(int(fault.delay))
-            return error(status, "You have exceeded a secondary rate limit. Please wait a few "
-                         "minutes before you try again.", "https://docs.github.com/rest/"
-                         "overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
-                         headers=headers)
+            message = ("You have exceeded a secondary rate limit. Please wait a few minutes "
+                       "before you try again.")
+            return error(status, message, RATE_DOCS + "#about-secondary-rate-limits", headers)
         if fault.kind == "lfs_pointer":
             with self.lock:
                 content = githubapi.requested_content(self, request)

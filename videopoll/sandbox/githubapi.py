@@ -7,22 +7,27 @@ from the git objects an answer shows, so an unchanged answer gets the same tag c
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from .gitdata import Commit, Content, Entry, Repo
+from .gitdata import Commit, Content, Entry, Repo, b64_lines
 from .server import Request, Response
 
 if TYPE_CHECKING:
     from .github import GitHubStandIn
 
+API_VERSIONS = frozenset({"2022-11-28", "2026-03-10"})
+UA_REQUIRED = (b"\r\nRequest forbidden by administrative rules. Please make sure your request "
+               b"has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-"
+               b"the-rest-api#user-agent-required). Check https://developer.github.com for other "
+               b"possible causes.\r\n")
+RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 Handler = Callable[["GitHubStandIn", Request, Repo], Response]
 INLINE_MAX = 1024 * 1024  # the contents API inlines base64 up to 1 MB
 DIR_CAP = 1000  # the contents API lists at most 1,000 entries of a directory
@@ -63,31 +68,20 @@ def fresh(request: Request, tag: str) -> bool:
                for t in (request.header("If-None-Match") or "").split(",") if t.strip())
 
 
-def _b64_lines(data: bytes) -> bytes:
-    # GitHub's base64 has a newline after every 60 characters (Ruby's Base64.encode64).
-    encoded = base64.b64encode(data)
-    return b"".join(encoded[i:i + 60] + b"\n" for i in range(0, len(encoded), 60))
-
-
-def _b64_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Base64 lines, JSON-escaped, in pieces that are multiples of 45 input bytes."""
-    rest = b""
-    for piece in chunks:
-        rest += piece
-        cut = len(rest) - len(rest) % 45
-        if cut:
-            yield _b64_lines(rest[:cut]).replace(b"\n", b"\\n")
-            rest = rest[cut:]
-    if rest:
-        yield _b64_lines(rest).replace(b"\n", b"\\n")
-
-
 def _api(gh: GitHubStandIn, repo: Repo) -> str:
     return f"{gh.url}/repos/{repo.full_name}"
 
 
-def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def repository(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
+    """GET /repos/{o}/{r} (doctor's visibility check); it answers for empty repositories too."""
+    owner, name = repo.full_name.split("/", 1)
+    return _json_tagged(request, {
+        "id": int(hashlib.sha1(repo.full_name.encode()).hexdigest()[:8], 16), "name": name,
+        "full_name": repo.full_name, "private": repo.private, "owner": {"login": owner},
+        "visibility": "private" if repo.private else "public", "url": _api(gh, repo),
+        "html_url": f"{gh.url}/{repo.full_name}", "default_branch": repo.default_branch,
+        "permissions": {"admin": False, "maintain": False, "push": False, "triage": False,
+                        "pull": True}})
 
 
 # -- commits and refs ---------------------------------------------------------------------------
@@ -110,15 +104,12 @@ def commits(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
 
 def _commit_json(gh: GitHubStandIn, repo: Repo, commit: Commit) -> dict[str, Any]:
     api = _api(gh, repo)
-    person = {"name": "videopoll-sandbox", "email": "sandbox@videopoll.invalid",
-              "date": _iso(commit.time)}
-    files = []
-    for path, status in commit.files:
-        entry = repo.lookup(commit.tree, path)
-        files.append({"sha": entry.sha if entry else None, "filename": path, "status": status,
-                      "additions": 0, "deletions": 0, "changes": 0})
-    parents = [{"sha": commit.parent, "url": f"{api}/commits/{commit.parent}"}
-               ] if commit.parent else []
+    when = datetime.fromtimestamp(commit.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    person = {"name": "videopoll-sandbox", "email": "sandbox@videopoll.invalid", "date": when}
+    files = [{"sha": entry.sha if (entry := repo.lookup(commit.tree, path)) else None,
+              "filename": path, "status": status, "additions": 0, "deletions": 0, "changes": 0}
+             for path, status in commit.files]
+    parents = [{"sha": p, "url": f"{api}/commits/{p}"} for p in [commit.parent] if p]
     return {
         "sha": commit.sha, "node_id": f"C_{commit.sha[:20]}", "url": f"{api}/commits/{commit.sha}",
         "html_url": f"{gh.url}/{repo.full_name}/commit/{commit.sha}",
@@ -146,17 +137,8 @@ def _json_tagged(request: Request, data: Any) -> Response:
     return Response(200, body, {"Content-Type": "application/json; charset=utf-8", "ETag": tag})
 
 
-def ref(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
-    """GET git/ref/{ref}: exactly one reference."""
-    if repo.empty:
-        return error(409, "Git Repository is empty.", DOC_REF)
-    name = "refs/" + unquote(request.params["ref"])
-    found = [r for r in _refs(gh, repo) if r["ref"] == name]
-    return _json_tagged(request, found[0]) if found else error(404, "Not Found", DOC_REF)
-
-
 def refs(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
-    """GET git/refs/{ref}: the exact reference, else an array of those it prefixes."""
+    """git/ref/{ref}: exactly that reference; git/refs/{ref}: that, else all it prefixes."""
     if repo.empty:
         return error(409, "Git Repository is empty.", DOC_REF)
     name = "refs/" + unquote(request.params["ref"])
@@ -164,7 +146,7 @@ def refs(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
     exact = [r for r in every if r["ref"] == name]
     if exact:
         return _json_tagged(request, exact[0])
-    matches = [r for r in every if r["ref"].startswith(name)]
+    matches = [r for r in every if r["ref"].startswith(name)] if request.route == "refs" else []
     return _json_tagged(request, matches) if matches else error(404, "Not Found", DOC_REF)
 
 
@@ -233,7 +215,7 @@ def blobs(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
 
     def body() -> Iterator[bytes]:  # streamed: a 100 MB blob is never held as base64
         yield head.encode()
-        yield from _b64_stream(content.chunks())
+        yield from content.base64_json()
         yield tail.encode()
 
     return Response(200, body(), {"Content-Type": "application/json; charset=utf-8",
@@ -287,7 +269,7 @@ def contents(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
         return _raw(gh, content, "raw", raw_path, tag)
     item = _item(gh, repo, ref, commit, path, entry)
     if content.size <= INLINE_MAX:
-        item.update(content=_b64_lines(content.read()).decode(), encoding="base64")
+        item.update(content=b64_lines(content.read()).decode(), encoding="base64")
     else:  # 1-100 MB: documented as an empty content with encoding "none"
         item.update(content="", encoding="none")
     return Response.json(item, headers={"ETag": tag})
@@ -296,6 +278,8 @@ def contents(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
 def requested_content(gh: GitHubStandIn, request: Request) -> Content | None:
     """The file a blobs or contents request is after (for the lfs_pointer fault)."""
     params = request.params
+    if request.route not in ("blobs", "contents"):
+        return None
     repo = gh.repos.get(f"{unquote(params.get('owner', ''))}/{unquote(params.get('repo', ''))}"
                         .lower())
     if repo is None or repo.empty:
@@ -308,8 +292,9 @@ def requested_content(gh: GitHubStandIn, request: Request) -> Content | None:
 
 
 ROUTES: list[tuple[str, str, Handler]] = [
+    ("repo", "", repository),
     ("commits", r"/commits/(?P<ref>.+)", commits),
-    ("ref", r"/git/ref/(?P<ref>.+)", ref),
+    ("ref", r"/git/ref/(?P<ref>.+)", refs),
     ("refs", r"/git/refs/(?P<ref>.+)", refs),
     ("trees", r"/git/trees/(?P<sha>.+)", trees),
     ("blobs", r"/git/blobs/(?P<sha>[^/]+)", blobs),

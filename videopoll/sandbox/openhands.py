@@ -10,9 +10,13 @@ Where the real source differs from DESIGN 8.1 the source wins: a conversation's 
 the request's (the server names it, then titles it from the first message); event timestamps
 carry no `Z`; a malformed start-task id is a 422, not a 400; a malformed conversation id in the
 events path is a 500; self-hosted servers (`auth="session"`) answer 401 `{"detail":
-"Unauthorized"}`. Scripting methods (thread-safe) set any state, enum values the real service
-does not have included, so clients can be tested against surprises. The simulated agent lives
-in `videopoll.sandbox.agent`, the request validation in `videopoll.sandbox.openhands_wire`.
+"Unauthorized"}`.
+
+Tests script it with `add_conversation`, `set_state`, `add_error_event`, `add_event`, `remove`,
+`add_start_task`, `set_start_task`, `reset` and `tick` (thread-safe; any enum value, even one
+the real service lacks, so clients meet surprises), and read `started` and `counts`. The
+simulated agent lives in `videopoll.sandbox.agent`, the records in `openhands_state`, request
+validation and JSON shapes in `openhands_wire`.
 """
 
 from __future__ import annotations
@@ -129,6 +133,20 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
                         # Truncated like the real handler: often "0" within a 1 s window.
                         "Retry-After": str(int(reset - now))})
         return None
+
+    def __enter__(self) -> OpenHandsStandIn:
+        self.start()
+        return self
+
+    def reset(self) -> None:
+        """Forget every task, conversation, start request, rate window, count and fault."""
+        with self.lock:
+            self._tasks.clear()
+            self._conversations.clear()
+            self._windows.clear()
+            self.started.clear()
+        self.reset_counts()
+        self.clear_faults()
 
     def not_found(self, request: Request) -> Response:
         if request.route == "405":

@@ -100,6 +100,7 @@ class Conversation:
     prompt: str = ""
     request_title: str | None = None
     run_until: float | None = None  # when the simulated agent finishes
+    pause_at: float | None = None  # when the simulated sandbox goes idle
     busy: bool = False  # the simulated agent is committing right now
 
     def set_agent_status(self, status: str | None) -> None:
@@ -216,6 +217,9 @@ class OpenHandsState:
                         and now >= conversation.run_until:
                     conversation.busy = True
                     due.append(conversation)
+                if conversation.pause_at is not None and now >= conversation.pause_at:
+                    conversation.sandbox_status, conversation.pause_at = "PAUSED", None
+                    conversation.updated_at = utc_iso()
         for conversation in due:
             # Unlocked: making and pushing a video takes time; `busy` keeps others off it.
             failure = agent.work(
@@ -223,6 +227,8 @@ class OpenHandsState:
                 request_title=conversation.request_title, repository=conversation.repository,
                 branch=conversation.branch)
             with self.lock:
+                if agent.pause_after is not None and conversation.run_until is not None:
+                    conversation.pause_at = conversation.run_until + agent.pause_after
                 conversation.busy, conversation.run_until = False, None
                 conversation.events.append(new_event(
                     "ConversationStateUpdateEvent", key="stats", value={"usage_to_metrics": {}}))

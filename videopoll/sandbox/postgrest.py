@@ -254,20 +254,22 @@ def _table(app: SupabaseStandIn, request: Request, claims: dict[str, Any]) -> Re
                          "{}::json){} returning *").format(
             ident, cols, cols, ident, sql.Literal(json.dumps(rowset)),
             _conflict(table, list(keys), prefer, request.arg("on_conflict")))
-    source = sql.SQL("with _m as ({}) select {} from _m").format(change, proj)
+    source = sql.SQL("select {} from _m").format(proj)
     with app.transaction(claims, method=method, path=request.path) as conn:
-        rows, body = _aggregate(conn, source, single)
+        rows, body = _aggregate(conn, source, single, change)
     if prefer.get("return") != "representation":
         return Response(201 if method == "POST" else 204, b"",
                         {"Content-Range": f"*/{rows}" if method == "POST" else f"0-{rows - 1}/*"})
     return _respond(201 if method == "POST" else 200, body, single, {})
 
 
-def _aggregate(conn: psycopg.Connection[Any], source: sql.Composable, single: bool
-               ) -> tuple[int, str]:
-    """Run `source`; its rows as one JSON text, computed by PostgreSQL as PostgREST does."""
-    row = conn.execute(sql.SQL("select count(*)::int, coalesce(json_agg(_p), '[]')::text, "
-                               "(json_agg(_p) -> 0)::text from ({}) _p").format(source)
+def _aggregate(conn: psycopg.Connection[Any], source: sql.Composable, single: bool,
+               change: sql.Composable | None = None) -> tuple[int, str]:
+    """Run `source` (after the data-modifying `change`, as CTE `_m`); its rows as one JSON
+    text, computed by PostgreSQL as PostgREST does."""
+    head = sql.SQL("with _m as ({}) ").format(change) if change is not None else sql.SQL("")
+    row = conn.execute(sql.SQL("{}select count(*)::int, coalesce(json_agg(_p), '[]')::text, "
+                               "(json_agg(_p) -> 0)::text from ({}) _p").format(head, source)
                        ).fetchone()
     assert row is not None
     if single and row[0] != 1:

@@ -242,6 +242,8 @@ def _make_handler(app: StandIn) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = app.name
+        # Without this every keep-alive answer waits ~40 ms for a delayed ACK.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
             return None

@@ -102,7 +102,8 @@ def retry_after(response: httpx.Response, *, now: float | None = None) -> float 
     raw = response.headers.get("retry-after")
     if raw:
         try:
-            return max(0.0, float(raw))
+            # OpenHands truncates to whole seconds and often says "0": never busy-loop.
+            return max(1.0, float(raw))
         except ValueError:
             parsed = email.utils.parsedate_to_datetime(raw)
             return max(0.0, parsed.timestamp() - (now or time.time()))

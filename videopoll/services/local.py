@@ -42,7 +42,11 @@ _LIVE = "status = 'transferring' and claimed_by = :owner and claimed_until > :no
 
 
 class LocalStore:
-    """`Store` over a SQLite file (WAL) and a folder; `clock` is its "server clock"."""
+    """`Store` over a SQLite file (WAL) and a folder; `clock` is its "server clock".
+
+    One connection, used from the event loop's thread: each method runs its statement to the
+    end without awaiting, so coroutines never interleave inside a transaction.
+    """
 
     def __init__(self, home: Path, *, bucket: str = "lesson-assets",
                  clock: Callable[[], datetime] | None = None,
@@ -58,8 +62,6 @@ class LocalStore:
         with disk():
             self.bucket_dir.mkdir(parents=True, exist_ok=True)
         self._db = connect(self.db_path, busy_timeout_s)
-
-    # -- plumbing ------------------------------------------------------------------------
 
     def _read(self, sql: str, params: Mapping[str, Any] | Sequence[Any] = ()
               ) -> list[sqlite3.Row]:
@@ -92,8 +94,6 @@ class LocalStore:
                           f"where kind = 'video' and ({where}) order by created_at, id {tail}",
                           params)
         return [to_asset(row) for row in rows]
-
-    # -- reads ---------------------------------------------------------------------------
 
     async def pending(self, limit: int | None = None) -> list[VideoAsset]:
         where = (f"storage_path is null and status in ({PENDING_SQL}) "
@@ -136,7 +136,8 @@ class LocalStore:
         now = self._clock()
         return bool(self._update(
             asset_id, "status = 'transferring', claimed_by = :owner, claimed_until = :until",
-            "status = 'finished' or (status = 'transferring' and claimed_until <= :now)",
+            "status = 'finished' or (status = 'transferring' "
+            "and (claimed_until is null or claimed_until <= :now))",
             now=now, owner=owner, until=ts(now + timedelta(seconds=lease_s))))
 
     async def renew(self, asset_id: str, owner: str, lease_s: float) -> bool:

@@ -186,24 +186,29 @@ returns setof public.lesson_assets
 language sql volatile security invoker set search_path = public, pg_temp as $$
   -- failed -> generating (starting when only a start task exists); the old error goes to
   -- metadata.error_history and retried_at restarts VIDEOPOLL_MAX_GENERATION's clock.
-  -- A dry run returns the rows that would change, unchanged.
-  with moved as (
+  -- `plan` is each row as it will be; a dry run returns it without writing.
+  with plan as (
+    select (jsonb_populate_record(a, jsonb_build_object(
+              'status', case when a.conversation_id is null and a.start_task_id is not null
+                             then 'starting' else 'generating' end,
+              'metadata', jsonb_set(coalesce(a.metadata, '{}'::jsonb), '{error_history}',
+                 coalesce(a.metadata -> 'error_history', '[]'::jsonb)
+                   || jsonb_build_array(jsonb_build_object('at', now(), 'error', a.error))),
+              'error', null, 'retried_at', now(), 'mismatches', 0, 'claimed_by', null,
+              'claimed_until', null, 'finished_at', null))).*
+      from public.lesson_assets a
+     where a.status = 'failed' and a.kind = 'video'
+       and (videopoll_retry.ids is null or a.id = any (videopoll_retry.ids))),
+  moved as (
     update public.lesson_assets a
-       set status = case when a.conversation_id is null and a.start_task_id is not null
-                         then 'starting' else 'generating' end,
-           metadata = jsonb_set(coalesce(a.metadata, '{}'::jsonb), '{error_history}',
-             coalesce(a.metadata -> 'error_history', '[]'::jsonb)
-               || jsonb_build_array(jsonb_build_object('at', now(), 'error', a.error))),
-           error = null, retried_at = now(), mismatches = 0, claimed_by = null,
-           claimed_until = null, finished_at = null
-     where a.status = 'failed' and a.kind = 'video' and not videopoll_retry.dry_run
-       and (videopoll_retry.ids is null or a.id = any (videopoll_retry.ids))
+       set status = p.status, metadata = p.metadata, error = null, retried_at = p.retried_at,
+           mismatches = 0, claimed_by = null, claimed_until = null, finished_at = null
+      from plan p
+     where a.id = p.id and a.status = 'failed' and not videopoll_retry.dry_run
     returning a.*)
   select * from moved
   union all
-  select a.* from public.lesson_assets a
-   where videopoll_retry.dry_run and a.status = 'failed' and a.kind = 'video'
-     and (videopoll_retry.ids is null or a.id = any (videopoll_retry.ids));
+  select * from plan where videopoll_retry.dry_run;
 $$;
 
 create or replace function public.videopoll_save_upload(

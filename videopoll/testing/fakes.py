@@ -148,21 +148,19 @@ class FakeArtifacts(Recorder):
         super().__init__()
         self.files: dict[str, bytes] = dict(files or {})
         self.lfs = lfs
-        self.lfs_paths: set[str] = set()
+        self.lfs_of: dict[str, bool] = {}  # per-path choice, over the `lfs` default
         self.chunk_size = chunk_size
         self._tampers: dict[str, _Tamper] = {}
 
     def add(self, path: str, data: bytes, *, lfs: bool | None = None) -> ArtifactRef:
         self.files[path] = data
-        if lfs:
-            self.lfs_paths.add(path)
-        elif lfs is False:
-            self.lfs_paths.discard(path)
+        if lfs is not None:
+            self.lfs_of[path] = lfs
         return self.ref(path)
 
     def ref(self, path: str) -> ArtifactRef:
         data = self.files[path]
-        if self.lfs or path in self.lfs_paths:
+        if self.lfs_of.get(path, self.lfs):
             return ArtifactRef(path=path, sha=git_blob_sha(lfs_pointer(data)), size=len(data),
                                lfs_oid=hashlib.sha256(data).hexdigest())
         return ArtifactRef(path=path, sha=git_blob_sha(data), size=len(data))
@@ -187,7 +185,7 @@ class FakeArtifacts(Recorder):
     def reset(self) -> None:
         self.reset_calls()
         self.files.clear()
-        self.lfs_paths.clear()
+        self.lfs_of.clear()
         self._tampers.clear()
 
     async def find(self, paths: Sequence[str]) -> dict[str, ArtifactRef | None]:

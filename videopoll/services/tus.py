@@ -1,0 +1,205 @@
+"""A TUS 1.0.0 client for Supabase Storage's resumable uploads, over the run's httpx client.
+
+`tuspy` would drag in requests, aiohttp and tinydb; the protocol is four requests:
+create (`POST` → 201 + `Location`), `HEAD` (where is it?), `PATCH` (append at `Upload-Offset`,
+409 when the offset is wrong) and `DELETE` (abandon). Hosted Supabase wants every chunk but the
+last to be exactly 6 MiB (DESIGN 8.3).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import httpx
+
+from ..errors import (
+    AuthError,
+    ConfigError,
+    ContentMismatch,
+    ProtocolError,
+    RequestRejected,
+    ServiceError,
+)
+from .http import error_for, safe_url, transport_error
+
+CHUNK = 6 * 1024 * 1024
+SERVICE = "store"
+
+
+class OffsetConflict(ServiceError):
+    """The server holds a different number of bytes than we thought (HTTP 409)."""
+
+    code = "protocol"
+
+
+class TusClient:
+    """One bucket's resumable uploads; `key` is sent as Supabase's gateway wants it."""
+
+    def __init__(self, client: httpx.AsyncClient, storage_url: str, key: str, bucket: str
+                 ) -> None:
+        self._client = client
+        self.endpoint = storage_url.rstrip("/") + "/upload/resumable"
+        self.bucket = bucket
+        self._headers = {"apikey": key, "Authorization": f"Bearer {key}",
+                         "Tus-Resumable": "1.0.0"}
+
+    async def _send(self, method: str, url: str, what: str, *, headers: dict[str, str],
+                    content: bytes | None = None) -> httpx.Response:
+        try:
+            return await self._client.request(method, url, headers={**self._headers, **headers},
+                                              content=content)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, SERVICE, url) from exc
+
+    def _error(self, response: httpx.Response, what: str) -> ServiceError | ConfigError:
+        """TUS errors are plain text with the real status; a rejected JWT comes before TUS,
+        in Storage's JSON (HTTP 400, the status in `statusCode`)."""
+        status, text = response.status_code, ""
+        kind = response.headers.get("Content-Type", "")
+        if kind.startswith("text/plain"):
+            text = " ".join(response.text.split())[:160]
+        elif kind.startswith("application/json"):
+            body = response.json()
+            if isinstance(body, dict):
+                status = int(body.get("statusCode") or status)
+                text = " ".join(str(body.get("message", "")).split())[:160]
+        shown = f" (HTTP {status}): {text}" if text else f" (HTTP {status})"
+        if status == 404 and "Bucket not found" in text:
+            return ConfigError(f"storage bucket {self.bucket!r} does not exist",
+                               hint="set VIDEOPOLL_BUCKET or run `videopoll doctor --fix`")
+        if status in (401, 403):
+            return AuthError(f"store: {what} refused{shown}", service=SERVICE, status=status)
+        if status == 409 and what == "upload chunk":
+            return OffsetConflict(f"store: {what}{shown}", service=SERVICE, status=409)
+        if status == 429 or status >= 500:
+            return error_for(response, SERVICE, what)
+        return RequestRejected(f"store: {what} rejected{shown}", service=SERVICE,
+                               status=status)
+
+    async def create(self, *, name: str, size: int, content_type: str,
+                     cache_control: str = "3600", upsert: bool = True) -> str:
+        """A new upload of `size` bytes for object `name`; returns its URL."""
+        meta = {"bucketName": self.bucket, "objectName": name, "contentType": content_type,
+                "cacheControl": cache_control}
+        encoded = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}"
+                           for k, v in meta.items())
+        response = await self._send("POST", self.endpoint, "create upload", headers={
+            "Upload-Length": str(size), "Upload-Metadata": encoded,
+            "x-upsert": "true" if upsert else "false"})
+        location = response.headers.get("Location")
+        if response.status_code != 201:
+            raise self._error(response, "create upload")
+        if not location:
+            raise ProtocolError("store: resumable upload created without a Location",
+                                service=SERVICE)
+        return urljoin(self.endpoint + "/", location)
+
+    async def offset(self, url: str) -> int | None:
+        """How many bytes the server holds; None when the upload is gone or expired."""
+        response = await self._send("HEAD", url, "resume upload", headers={})
+        if response.status_code in (404, 410):
+            return None
+        if response.status_code != 200:
+            raise self._error(response, "resume upload")
+        raw = response.headers.get("Upload-Offset", "")
+        if not raw.isdigit():
+            raise ProtocolError(f"store: HEAD {safe_url(url)} without Upload-Offset",
+                                service=SERVICE)
+        return int(raw)
+
+    async def patch(self, url: str, offset: int, data: bytes) -> int:
+        """Append `data` at `offset`; returns the server's new offset."""
+        response = await self._send("PATCH", url, "upload chunk", content=data, headers={
+            "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+        if response.status_code != 204:
+            raise self._error(response, "upload chunk")
+        raw = response.headers.get("Upload-Offset", "")
+        if raw != str(offset + len(data)):
+            raise ProtocolError(f"store: upload chunk acknowledged offset {raw or 'none'}, "
+                                f"expected {offset + len(data)}", service=SERVICE)
+        return offset + len(data)
+
+    async def terminate(self, url: str) -> None:
+        """Abandon an upload (best effort: it expires on its own anyway)."""
+        try:
+            await self._send("DELETE", url, "abandon upload", headers={})
+        except ServiceError:
+            pass
+
+
+@dataclass(frozen=True)
+class Saved:
+    """Where a resumable upload stood when it was last saved on the row."""
+
+    url: str
+    digest: str
+    offset: int
+    prefix_sha256: str
+
+
+Save = Callable[[str, int, str], Awaitable[bool]]  # (url, offset, prefix sha256) -> lease held
+
+
+async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, size: int,
+                 content_type: str, digest: str, saved: Saved | None, save: Save) -> None:
+    """Stream `chunks` into object `name` through TUS, resuming `saved` when it is ours.
+
+    Each full chunk is PATCHed as soon as it fills; the last one only after `chunks` ended
+    without raising (it holds its last piece back until the bytes are verified), so a stream
+    that fails leaves an unfinished upload and no object. After every accepted chunk the
+    position is saved through `save` (False: the lease is gone, so stop).
+    """
+    stream = aiter(chunks)
+    url, offset, hasher, pending = None, 0, hashlib.sha256(), bytearray()
+    if saved is not None and saved.digest == digest and 0 < saved.offset <= size:
+        if await tus.offset(saved.url) == saved.offset:
+            # Same artifact, server at the saved offset: re-read that many bytes and prove
+            # they are the ones sent before, then continue where the server stands.
+            while len(pending) < saved.offset and (piece := await anext(stream, None)):
+                pending += piece
+            if len(pending) < saved.offset:
+                raise ContentMismatch(f"{name}: stream ended before the saved upload offset")
+            hasher.update(memoryview(pending)[: saved.offset])
+            if hasher.hexdigest() != saved.prefix_sha256:
+                # Those bytes are consumed and cannot be sent again: drop the old upload and
+                # let the next attempt start afresh.
+                await save("", 0, "")
+                await tus.terminate(saved.url)
+                raise ProtocolError(f"store: {name}: bytes differ from the interrupted upload; "
+                                    "starting afresh next pass", service=SERVICE)
+            del pending[: saved.offset]
+            url, offset = saved.url, saved.offset
+        else:
+            await tus.terminate(saved.url)
+    if url is None:
+        url = await tus.create(name=name, size=size, content_type=content_type)
+        if not await save(url, 0, hasher.hexdigest()):
+            raise _lease_lost()
+    async for piece in stream:
+        pending += piece
+        if offset + len(pending) > size:
+            raise ContentMismatch(f"{name}: more than {size} bytes")
+        while len(pending) >= CHUNK and offset + CHUNK < size:  # never the last chunk
+            chunk = bytes(pending[:CHUNK])
+            del pending[:CHUNK]
+            offset = await tus.patch(url, offset, chunk)
+            hasher.update(chunk)
+            if not await save(url, offset, hasher.hexdigest()):
+                raise _lease_lost()
+    if offset + len(pending) != size:
+        raise ContentMismatch(f"{name}: got {offset + len(pending)} bytes, expected {size}")
+    if pending:
+        offset = await tus.patch(url, offset, bytes(pending))
+        hasher.update(pending)
+        await save(url, offset, hasher.hexdigest())  # the object is in: a lost lease is moot
+
+
+def _lease_lost() -> Exception:
+    # The engine's own exception, so it counts the row as taken over by another poller.
+    from ..transfers import LeaseLost
+
+    return LeaseLost()
