@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,9 @@ def test_empty_repository(gh: GitHubStandIn, api: httpx.Client) -> None:
     for path in ("commits/main", "git/trees/main", "git/ref/heads/main"):
         assert_error(api.get(f"/repos/acme/empty/{path}"), 409, "Git Repository is empty.")
     assert_error(api.get("/repos/acme/empty/contents/videos"), 404, "This repository is empty.")
+    repo = api.get("/repos/acme/empty").json()  # the repository itself is there
+    assert (repo["full_name"], repo["private"], repo["default_branch"]) == ("acme/empty", True,
+                                                                            "main")
 
 
 # -- has anything changed? ------------------------------------------------------------------------
@@ -310,6 +314,30 @@ def test_files_over_100_mib_go_to_lfs(gh: GitHubStandIn, api: httpx.Client,
     small.write_bytes(b"from disk")
     sha = gh.put_file_from_path(REPO, "videos/small.mp4", small)
     assert api.get(f"/repos/{REPO}/git/blobs/{sha}", headers=RAW_MEDIA).content == b"from disk"
+
+
+def test_files_from_disk_are_served_in_chunks(gh: GitHubStandIn, api: httpx.Client,
+                                              tmp_path: Path) -> None:
+    """A big file is streamed from disk by both hosts: server memory stays flat."""
+    src = tmp_path / "big.mp4"
+    with src.open("wb") as handle:
+        handle.truncate(24 * 1024 * 1024)
+    sha = gh.put_file_from_path(REPO, "videos/big.mp4", src)
+    lfs = gh.put_file_from_path(REPO, "videos/lfs.mp4", src, lfs=True)
+    pointer = api.get(f"/repos/{REPO}/git/blobs/{lfs}", headers=RAW_MEDIA).text
+    oid = pointer.split("sha256:")[1].split("\n")[0]
+    action = lfs_batch(gh, [{"oid": oid, "size": src.stat().st_size}]).json()
+    download = action["objects"][0]["actions"]["download"]
+    tracemalloc.start()
+    try:
+        for client, url, headers in ((api, f"/repos/{REPO}/git/blobs/{sha}", RAW_MEDIA),
+                                     (api, download["href"], download["header"])):
+            with client.stream("GET", url, headers=headers) as answer:
+                assert sum(len(piece) for piece in answer.iter_raw()) == src.stat().st_size
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024
 
 
 # -- rate limits and faults -----------------------------------------------------------------------

@@ -278,18 +278,14 @@ def contents(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
 def requested_content(gh: GitHubStandIn, request: Request) -> Content | None:
     """The file a blobs or contents request is after (for the lfs_pointer fault)."""
     params = request.params
-    if request.route not in ("blobs", "contents"):
-        return None
-    repo = gh.repos.get(f"{unquote(params.get('owner', ''))}/{unquote(params.get('repo', ''))}"
-                        .lower())
-    if repo is None or repo.empty:
+    repo = gh.repos.get(unquote(f"{params.get('owner')}/{params.get('repo')}").lower())
+    if repo is None or repo.empty or request.route not in ("blobs", "contents"):
         return None
     if request.route == "blobs":
         return repo.blobs.get(unquote(params["sha"]))
     commit = repo.resolve(request.arg("ref") or repo.default_branch)
     entry = repo.lookup(commit.tree, unquote(params.get("path") or "")) if commit else None
     return repo.blobs.get(entry.sha) if entry is not None else None
-
 
 ROUTES: list[tuple[str, str, Handler]] = [
     ("repo", "", repository),

@@ -110,7 +110,9 @@ def projection(select: str | None) -> sql.Composable:
 
 def split_top(text: str) -> list[str]:
     """Split on commas outside parentheses and double quotes."""
-    parts, depth, quoted, current = [], 0, False, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
     for char in text:
         if char == '"':
             quoted = not quoted
@@ -145,6 +147,7 @@ def condition(field_text: str, expr: str, *, in_logic: bool = False) -> sql.Comp
     if in_logic:
         value = _unquote(value)
     target = field.sql()
+    cond: sql.Composable
     if op in OPERATORS:
         if op in ("like", "ilike"):
             value = value.replace("*", "%")

@@ -125,7 +125,7 @@ def _upsert_row(conn: psycopg.Connection[Any], claims: dict[str, Any], bucket: s
                 if upsert else "")
     row = conn.execute(
         "insert into storage.objects (bucket_id, name, owner, metadata, version) "
-        "values (%s, %s, %s, %s, %s)" + conflict + " returning id",  # type: ignore[arg-type]
+        "values (%s, %s, %s, %s, %s)" + conflict + " returning id",
         [bucket, name, _owner(claims), json.dumps(metadata), uuid.uuid4().hex]).fetchone()
     assert row is not None
     return str(row[0])

@@ -33,6 +33,7 @@ from psycopg.pq import TransactionStatus
 
 from . import postgrest, storage, storage_tus
 from .postgrest_query import ApiError
+from .postgrest_schema import SchemaCache
 from .server import Request, Response, StandIn
 
 ROLES = frozenset({"anon", "authenticated", "service_role"})
@@ -173,7 +174,7 @@ class SupabaseStandIn(StandIn):
         self.tus_expiry_s = tus_expiry_s
         self.chunk_size = chunk_size
         self.pool = PgPool(dsn, pool_size)
-        self.schema = postgrest.SchemaCache(self.pool)
+        self.schema = SchemaCache(self.pool)
         self.writes: Counter[str] = Counter()
         self.write_log: list[Write] = []
         self.tus_received: Counter[str] = Counter()

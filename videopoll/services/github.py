@@ -158,7 +158,8 @@ class GitHubArtifacts:
         return listing
 
     def _not_found(self, exc: RequestRejected) -> RequestRejected:
-        if exc.status == 404:
+        # 404: no such repo, or the token cannot see it; 422: "No commit found" for the ref.
+        if exc.status in (404, 422):
             return RequestRejected(
                 f"github: {self.repo}@{self.ref} not found (or the token cannot see it)",
                 service=SERVICE, status=404,

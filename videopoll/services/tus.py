@@ -90,7 +90,7 @@ class TusClient:
         response = await self._send("POST", self.endpoint, "create upload", headers={
             "Upload-Length": str(size), "Upload-Metadata": encoded,
             "x-upsert": "true" if upsert else "false"})
-        location = response.headers.get("Location")
+        location: str | None = response.headers.get("Location")
         if response.status_code != 201:
             raise self._error(response, "create upload")
         if not location:
@@ -155,15 +155,20 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
     """
     stream = aiter(chunks)
     url, offset, hasher, pending = None, 0, hashlib.sha256(), bytearray()
-    if saved is not None and saved.digest == digest and 0 < saved.offset <= size:
-        if await tus.offset(saved.url) == saved.offset:
-            # Same artifact, server at the saved offset: re-read that many bytes and prove
-            # they are the ones sent before, then continue where the server stands.
-            while len(pending) < saved.offset and (piece := await anext(stream, None)):
-                pending += piece
-            if len(pending) < saved.offset:
-                raise ContentMismatch(f"{name}: stream ended before the saved upload offset")
-            hasher.update(memoryview(pending)[: saved.offset])
+    if saved is not None and saved.url and saved.digest == digest and 0 < saved.offset <= size:
+        server = await tus.offset(saved.url)
+        if server == saved.offset:
+            # Same artifact, server at the saved offset: re-read that many bytes (hashing them,
+            # keeping none) and prove they are the ones sent before, then continue from there.
+            seen = 0
+            while seen < saved.offset:
+                piece = await anext(stream, None)
+                if piece is None:
+                    raise ContentMismatch(f"{name}: stream ended before the saved offset")
+                take = min(len(piece), saved.offset - seen)
+                hasher.update(piece[:take])
+                seen += take
+                pending += piece[take:]
             if hasher.hexdigest() != saved.prefix_sha256:
                 # Those bytes are consumed and cannot be sent again: drop the old upload and
                 # let the next attempt start afresh.
@@ -171,9 +176,8 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
                 await tus.terminate(saved.url)
                 raise ProtocolError(f"store: {name}: bytes differ from the interrupted upload; "
                                     "starting afresh next pass", service=SERVICE)
-            del pending[: saved.offset]
             url, offset = saved.url, saved.offset
-        else:
+        elif server is not None:
             await tus.terminate(saved.url)
     if url is None:
         url = await tus.create(name=name, size=size, content_type=content_type)

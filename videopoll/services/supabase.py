@@ -1,0 +1,273 @@
+"""`Store` over Supabase: PostgREST for the rows, Storage for the bucket (DESIGN 8.3).
+
+Built on supabase-py's async client sharing the run's own `httpx.AsyncClient` (its timeouts,
+User-Agent, retries and call counters; never closed here). Every row transition is one RPC to a
+guarded function of the migration (`videopoll/sql/schema.sql`), so a repeated or racing call is
+harmless. Objects up to 6 MiB go through storage3's standard upload from a temp file; larger
+ones through TUS in 6 MiB chunks, resumable after a crash (`services/tus.py`). Errors from
+postgrest, storage3 and httpx become videopoll's exceptions here, with service="store".
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from postgrest.exceptions import APIError
+from postgrest.types import ReturnMethod
+from storage3.exceptions import StorageApiError
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
+
+from ..errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
+from ..model import Lesson, Status, VideoAsset
+from . import tus
+from .http import transport_error
+from .supabase_edge import (
+    COLUMNS,
+    PENDING,
+    asset_row,
+    key_role,
+    rest_error,
+    run_checks,
+    storage_error,
+    valid_uuid,
+)
+
+T = TypeVar("T")
+
+
+class SupabaseStore:
+    """`videopoll.ports.Store` over a Supabase project; build it with `connect()`."""
+
+    def __init__(self, client: AsyncClient, http: httpx.AsyncClient, *, url: str, key: str,
+                 bucket: str) -> None:
+        self._sb = client
+        self.url = url.rstrip("/")
+        self.bucket = bucket
+        self._role = key_role(key)
+        self._tus = tus.TusClient(http, f"{self.url}/storage/v1", key, bucket)
+
+    @classmethod
+    async def connect(cls, client: httpx.AsyncClient, *, url: str, key: str, bucket: str
+                      ) -> SupabaseStore:
+        """A store sharing `client` (the caller's, never closed here); no request is sent."""
+        try:
+            sb = await acreate_client(url, key, options=AsyncClientOptions(httpx_client=client))
+        except Exception as exc:  # supabase-py's SupabaseException: a malformed URL or key
+            raise ConfigError(f"SUPABASE_URL or SUPABASE_SERVICE_ROLE_KEY is invalid "
+                              f"({type(exc).__name__})") from None
+        return cls(sb, client, url=url, key=key, bucket=bucket)
+
+    async def close(self) -> None:
+        """Nothing of ours to close: the httpx client belongs to the caller."""
+
+    # -- the edge: every call goes through here ---------------------------------------------
+    async def _call(self, what: str, op: Awaitable[T]) -> T:
+        try:
+            return await op
+        except APIError as exc:
+            raise rest_error(exc, what) from exc
+        except StorageApiError as exc:
+            raise storage_error(exc, what, self.bucket) from exc
+        except httpx.TransportError as exc:
+            raise transport_error(exc, "store", self.url) from exc
+
+    async def _rpc(self, fn: str, **args: Any) -> Any:
+        response = await self._call(fn, self._sb.rpc(fn, args).execute())
+        return response.data
+
+    async def _rows(self, what: str, query: Any) -> list[dict[str, Any]]:
+        response = await self._call(what, query.execute())
+        data = response.data
+        if not isinstance(data, list):
+            raise ProtocolError(f"store: {what}: expected a JSON array", service="store")
+        return data
+
+    def _assets(self) -> Any:
+        return self._sb.table("lesson_assets").select(COLUMNS).eq("kind", "video")
+
+    # -- rows ---------------------------------------------------------------------------------
+    async def pending(self, limit: int | None = None) -> list[VideoAsset]:
+        query = (self._assets().is_("storage_path", "null").in_("status", PENDING)
+                 .or_("conversation_id.not.is.null,start_task_id.not.is.null")
+                 .order("created_at"))
+        if limit is not None:
+            query = query.limit(limit)
+        return [asset_row(r) for r in await self._rows("pending rows", query)]
+
+    async def get(self, asset_id: str) -> VideoAsset | None:
+        if not valid_uuid(asset_id):
+            return None
+        rows = await self._rows("read row", self._assets().eq("id", asset_id).limit(1))
+        return asset_row(rows[0]) if rows else None
+
+    async def by_conversation(self, conversation_id: str) -> list[VideoAsset]:
+        forms = {conversation_id}
+        if len(conversation_id) == 32:  # OpenHands ids are stored with or without dashes
+            c = conversation_id
+            forms.add(f"{c[:8]}-{c[8:12]}-{c[12:16]}-{c[16:20]}-{c[20:]}")
+        query = self._assets().in_("conversation_id", sorted(forms)).order("created_at")
+        return [asset_row(r) for r in await self._rows("rows by conversation", query)]
+
+    async def resolve_start(self, asset_id: str, conversation_id: str) -> bool:
+        return bool(await self._rpc("videopoll_resolve_start", asset_id=asset_id,
+                                    conversation_id=conversation_id))
+
+    async def mark_finished(self, asset_id: str) -> bool:
+        return bool(await self._rpc("videopoll_mark_finished", asset_id=asset_id))
+
+    async def mark_generating(self, asset_id: str) -> bool:
+        return bool(await self._rpc("videopoll_mark_generating", asset_id=asset_id))
+
+    async def claim(self, asset_id: str, owner: str, lease_s: float) -> bool:
+        return bool(await self._rpc("videopoll_claim", asset_id=asset_id, owner=owner,
+                                    lease_s=lease_s))
+
+    async def renew(self, asset_id: str, owner: str, lease_s: float) -> bool:
+        return bool(await self._rpc("videopoll_renew", asset_id=asset_id, owner=owner,
+                                    lease_s=lease_s))
+
+    async def release(self, asset_id: str, owner: str) -> bool:
+        return bool(await self._rpc("videopoll_release", asset_id=asset_id, owner=owner))
+
+    async def mark_ready(self, asset_id: str, owner: str, storage_path: str) -> bool:
+        return bool(await self._rpc("videopoll_mark_ready", asset_id=asset_id, owner=owner,
+                                    storage_path=storage_path))
+
+    async def mark_failed(self, asset_id: str, reason: str, owner: str | None = None) -> bool:
+        return bool(await self._rpc("videopoll_mark_failed", asset_id=asset_id, reason=reason,
+                                    owner=owner))
+
+    async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
+        return int(await self._rpc("videopoll_record_error", asset_id=asset_id, error=error,
+                                   mismatch=mismatch) or 0)
+
+    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False
+                    ) -> list[VideoAsset]:
+        ids = None if asset_ids is None else [a for a in asset_ids if valid_uuid(a)]
+        if ids is not None and not ids:
+            return []
+        rows = await self._rpc("videopoll_retry", ids=ids, dry_run=dry_run)
+        return sorted((asset_row(r) for r in rows or []), key=lambda a: (a.created_at, a.id))
+
+    async def lesson(self, lesson_id: str) -> Lesson | None:
+        if not valid_uuid(lesson_id):
+            return None
+        query = self._sb.table("lessons").select("id,title,user_id").eq("id", lesson_id)
+        rows = await self._rows("read lesson", query.limit(1))
+        return Lesson(id=rows[0]["id"], title=rows[0]["title"], user_id=rows[0].get("user_id")
+                      ) if rows else None
+
+    async def open_video(self, lesson_id: str) -> VideoAsset | None:
+        if not valid_uuid(lesson_id):
+            return None
+        query = (self._assets().eq("lesson_id", lesson_id).not_.in_("status", ["ready", "failed"])
+                 .order("created_at").limit(1))
+        rows = await self._rows("open video", query)
+        return asset_row(rows[0]) if rows else None
+
+    async def insertasset_row(self, *, asset_id: str, lesson_id: str, user_id: str | None,
+                           start_task_id: str, github_path: str) -> VideoAsset:
+        row = {"id": asset_id, "lesson_id": lesson_id, "user_id": user_id, "kind": "video",
+               "mime_type": "video/mp4", "status": str(Status.STARTING),
+               "start_task_id": start_task_id, "metadata": {"github_path": github_path}}
+        rows = await self._rows("insert row", self._sb.table("lesson_assets").insert(row))
+        if len(rows) != 1:
+            raise ProtocolError("store: insert returned no row", service="store")
+        return asset_row(rows[0])
+
+    async def get_state(self, key: str) -> dict[str, Any] | None:
+        query = self._sb.table("videopoll_state").select("value").eq("key", key).limit(1)
+        rows = await self._rows("read state", query)
+        return dict(rows[0]["value"]) if rows else None
+
+    async def set_state(self, key: str, value: dict[str, Any]) -> None:
+        query = self._sb.table("videopoll_state").upsert({"key": key, "value": value},
+                                                         returning=ReturnMethod.minimal)
+        await self._call("write state", query.execute())
+
+    # -- objects ------------------------------------------------------------------------------
+    async def put(self, asset: VideoAsset, key: str, chunks: AsyncIterator[bytes], *,
+                  size: int, digest: str, owner: str, content_type: str = "video/mp4") -> None:
+        if size <= tus.CHUNK:
+            await self._put_small(key, chunks, size, content_type)
+            return
+        saved = await self._saved_upload(asset.id)
+
+        async def save(url: str, offset: int, prefix: str) -> bool:
+            return bool(await self._rpc(
+                "videopoll_save_upload", asset_id=asset.id, owner=owner, url=url or None,
+                digest=digest if url else None, upload_offset=offset if url else None,
+                prefix_sha256=prefix or None))
+
+        await tus.upload(self._tus, chunks, name=key, size=size, content_type=content_type,
+                         digest=digest, saved=saved, save=save)
+
+    async def _put_small(self, key: str, chunks: AsyncIterator[bytes], size: int,
+                         content_type: str) -> None:
+        """Spool the verified bytes to a temp file, then let storage3 stream that file."""
+        fd, path = tempfile.mkstemp(prefix="videopoll-", suffix=".part")
+        try:
+            written = 0
+            with os.fdopen(fd, "wb") as out:
+                async for piece in chunks:
+                    written += len(piece)
+                    if written > size:
+                        break
+                    out.write(piece)
+            if written != size:
+                raise ContentMismatch(f"{key}: got {written} bytes, expected {size}")
+            bucket = self._sb.storage.from_(self.bucket)
+            await self._call("upload", bucket.upload(key, path, {
+                "content-type": content_type, "upsert": "true", "cache-control": "3600"}))
+        finally:
+            os.unlink(path)
+
+    async def _saved_upload(self, asset_id: str) -> tus.Saved | None:
+        query = (self._sb.table("lesson_assets")
+                 .select("upload_url,upload_digest,upload_offset,upload_prefix_sha256")
+                 .eq("id", asset_id).limit(1))
+        rows = await self._rows("read upload state", query)
+        if not rows or not rows[0].get("upload_url"):
+            return None
+        row = rows[0]
+        return tus.Saved(row["upload_url"], row.get("upload_digest") or "",
+                         int(row.get("upload_offset") or 0),
+                         row.get("upload_prefix_sha256") or "")
+
+    # -- doctor -------------------------------------------------------------------------------
+    async def create_bucket(self) -> bool:
+        """doctor --fix: create the bucket, private; False when it already existed."""
+        try:
+            await self._call("create bucket", self._sb.storage.create_bucket(
+                self.bucket, options={"public": False}))
+        except VideopollError as exc:
+            if "already exists" in exc.message:
+                return False
+            raise
+        return True
+
+    async def ensure_bucket(self) -> list[tuple[str, bool, str]]:
+        created = await self.create_bucket()
+        return [("supabase bucket", True,
+                 f"{self.bucket} " + ("created (private)" if created else "exists"))]
+
+    async def check(self) -> list[tuple[str, bool, str]]:
+        """API reachable, key accepted and a service-role key, bucket present, migration
+        complete. Raises AuthError when the key is refused (doctor exits 3)."""
+        return await run_checks(self, self._role)
+
+    async def schema_report(self) -> dict[str, Any] | None:
+        """videopoll_schema_check()'s report; None when the migration is not applied."""
+        try:
+            report = await self._rpc("videopoll_schema_check")
+        except ConfigError:
+            return None
+        return dict(report) if isinstance(report, dict) else None
+
+    async def bucket_info(self) -> dict[str, Any]:
+        bucket = await self._call("read bucket", self._sb.storage.get_bucket(self.bucket))
+        return {"id": bucket.id, "public": bucket.public}

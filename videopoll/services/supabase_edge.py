@@ -1,0 +1,172 @@
+"""What crosses the Supabase edge: errors translated into videopoll's exception tree, rows
+parsed into `VideoAsset`, and doctor's checks.
+
+postgrest's `APIError` carries the body's `code` but no HTTP status, so the code decides;
+storage3's `StorageApiError` carries the body's `statusCode` (Storage answers HTTP 400 for
+everything but 500) and its legacy `error` string as `code`. Messages name the operation and
+the server's short reason, never a key or a header value.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from postgrest.exceptions import APIError
+from storage3.exceptions import StorageApiError
+
+from ..errors import (
+    AuthError,
+    ConfigError,
+    ProtocolError,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    VideopollError,
+)
+from ..model import Status, VideoAsset
+
+if TYPE_CHECKING:
+    from .supabase import SupabaseStore
+
+SERVICE = "store"
+MIGRATION_HINT = "apply the migration `videopoll schema` prints (Supabase SQL editor)"
+# JWT refused, anonymous access, insufficient privilege; plain HTTP codes when the body was
+# not PostgREST's (postgrest-py then uses the status as the code).
+_AUTH = {"PGRST301", "PGRST302", "PGRST303", "42501", "28000", "28P01", "401", "403"}
+# Unknown function, table or column: the migration is missing or older than this client.
+_SCHEMA = {"PGRST202", "PGRST204", "PGRST205", "42883", "42P01", "42703"}
+_TRANSIENT_PREFIXES = ("08", "40", "53", "57", "58", "XX", "PGRST00")
+
+
+def _short(text: object) -> str:
+    return " ".join(str(text or "").split())[:200]
+
+
+def rest_error(exc: APIError, what: str) -> VideopollError:
+    """A PostgREST (or API gateway) error as videopoll's exception."""
+    code = str(exc.code or "")
+    message = _short(exc.message)
+    text = f"store: {what}: {message}" + (f" ({code})" if code else "")
+    # Supabase's gateway answers a missing or unknown apikey itself, without a code.
+    if code in _AUTH or message.startswith(("Invalid API key", "No API key found")):
+        return AuthError(text, service=SERVICE, status=401)
+    if code in _SCHEMA:
+        return ConfigError(f"{text}; the videopoll migration is missing or outdated",
+                           hint=MIGRATION_HINT)
+    if code == "429":
+        return RateLimited(text, service=SERVICE, status=429)
+    if code.startswith(_TRANSIENT_PREFIXES) or (code.isdigit() and int(code) >= 500):
+        return ServerError(text, service=SERVICE, status=int(code) if code.isdigit() else 503)
+    return RequestRejected(text, service=SERVICE, status=int(code) if code.isdigit() else 400)
+
+
+def storage_error(exc: StorageApiError, what: str, bucket: str) -> VideopollError:
+    """A Storage error as videopoll's exception (a missing bucket is a configuration error)."""
+    status, code, message = str(exc.status), str(exc.code), _short(exc.message)
+    text = f"store: {what}: {message} (status {status})"
+    if status == "404" and (code == "Bucket not found" or "Bucket not found" in message):
+        return ConfigError(f"storage bucket {bucket!r} does not exist",
+                           hint="set VIDEOPOLL_BUCKET or run `videopoll doctor --fix`")
+    if status in ("401", "403") or code in ("Unauthorized", "InvalidJWT", "AccessDenied"):
+        return AuthError(text, service=SERVICE, status=int(status) if status.isdigit() else 403)
+    if status == "429":
+        return RateLimited(text, service=SERVICE, status=429)
+    if status.isdigit() and int(status) >= 500:
+        return ServerError(text, service=SERVICE, status=int(status))
+    return RequestRejected(text, service=SERVICE,
+                           status=int(status) if status.isdigit() else 400)
+
+
+COLUMNS = ("id,lesson_id,user_id,status,conversation_id,start_task_id,storage_path,error,"
+           "attempts,mismatches,metadata->>github_path,finished_at,claimed_by,claimed_until,"
+           "retried_at,created_at,updated_at")
+PENDING = [str(s) for s in (Status.STARTING, Status.GENERATING, Status.FINISHED,
+                            Status.TRANSFERRING)]
+# What the migration creates; `check()` compares videopoll_schema_check() with these.
+EXPECTED_COLUMNS = frozenset({
+    "status", "error", "attempts", "mismatches", "claimed_by", "claimed_until", "finished_at",
+    "retried_at", "updated_at", "start_task_id", "upload_url", "upload_digest", "upload_offset",
+    "upload_prefix_sha256"})
+EXPECTED_FUNCTIONS = frozenset({
+    "videopoll_claim", "videopoll_renew", "videopoll_release", "videopoll_mark_ready",
+    "videopoll_mark_failed", "videopoll_mark_finished", "videopoll_mark_generating",
+    "videopoll_resolve_start", "videopoll_record_error", "videopoll_retry",
+    "videopoll_save_upload", "videopoll_schema_check"})
+
+
+def valid_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _ts(raw: Any) -> datetime | None:
+    return datetime.fromisoformat(raw) if raw else None
+
+
+def asset_row(row: dict[str, Any]) -> VideoAsset:
+    try:
+        github_path = row.get("github_path") or (row.get("metadata") or {}).get("github_path")
+        return VideoAsset(
+            id=row["id"], lesson_id=row["lesson_id"], status=Status(row["status"]),
+            created_at=datetime.fromisoformat(row["created_at"]),
+            updated_at=datetime.fromisoformat(row["updated_at"]),
+            conversation_id=row.get("conversation_id"), start_task_id=row.get("start_task_id"),
+            user_id=row.get("user_id"), storage_path=row.get("storage_path"),
+            error=row.get("error"), attempts=row.get("attempts") or 0,
+            mismatches=row.get("mismatches") or 0, github_path=github_path,
+            finished_at=_ts(row.get("finished_at")), claimed_by=row.get("claimed_by"),
+            claimed_until=_ts(row.get("claimed_until")), retried_at=_ts(row.get("retried_at")))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ProtocolError(f"store: unexpected lesson_assets row ({exc})",
+                            service="store") from exc
+
+
+def key_role(key: str) -> str | None:
+    """The `role` claim of a legacy JWT key, unverified (doctor's hint only)."""
+    try:
+        payload = key.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(claims.get("role")) if isinstance(claims, dict) else None
+    except (IndexError, ValueError):
+        return None
+
+
+async def run_checks(store: SupabaseStore, role: str | None) -> list[tuple[str, bool, str]]:
+    """doctor's checks of a Supabase store; raises AuthError when the key is refused."""
+    checks: list[tuple[str, bool, str]] = []
+    if role == "anon":
+        return [("supabase key", False, "SUPABASE_SERVICE_ROLE_KEY holds the anon key; use "
+                 "the service_role key (Project Settings > API)")]
+    report = await store.schema_report()  # also proves the URL answers and the key is accepted
+    checks.append(("supabase api", True, f"{store.url} reachable, key accepted"))
+    try:
+        bucket = await store.bucket_info()
+        checks.append(("supabase bucket", True, f"{bucket['id']} exists ("
+                       + ("public" if bucket["public"] else "private") + ")"))
+    except ConfigError:
+        checks.append(("supabase bucket", False, f"bucket {store.bucket!r} is missing: run "
+                       "`videopoll doctor --fix` or set VIDEOPOLL_BUCKET"))
+    if report is None:
+        checks.append(("supabase migration", False, "not applied: " + MIGRATION_HINT))
+        return checks
+    missing = [f"column {c}" for c in sorted(EXPECTED_COLUMNS - set(report.get("columns", [])))]
+    missing += [f"function {f}()" for f in
+                sorted(EXPECTED_FUNCTIONS - set(report.get("functions", [])))]
+    for flag, label in (("publication", "publication supabase_realtime"),
+                        ("in_publication", "lesson_assets in supabase_realtime"),
+                        ("replica_identity_full", "replica identity full"),
+                        ("rls", "row-level security on lesson_assets"),
+                        ("state_table", "table videopoll_state")):
+        if not report.get(flag):
+            missing.append(label)
+    checks.append(("supabase migration", not missing,
+                   "complete" if not missing else "missing: " + ", ".join(missing)
+                   + "; " + MIGRATION_HINT))
+    return checks
