@@ -12,8 +12,14 @@ from typing import Annotated
 import typer
 
 from .cli import ALL, STORE, Json, Limit, app, finish, load_settings, run_async
+from .cron import pass_lock
+from .logs import LogStyle, PassLog
 from .output import Output
-from .render import checks_table, rows_table, status_view, summary_view
+from .render import checks_table, rows_table, status_view
+
+LogFormat = Annotated[LogStyle | None, typer.Option(
+    "--log-format", help="Write a log record per changed video to stderr, as text or JSON Lines.",
+    case_sensitive=False)]
 
 
 @app.command()
@@ -23,30 +29,35 @@ def poll(
                        ] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")
                       ] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="For cron: print only one line per stored or failed video.")
+    ] = False,
+    lock: Annotated[Path | None, typer.Option(
+        "--lock", help="Skip the pass (exit 0) while another run holds this lock file.")
+    ] = None,
+    log_format: LogFormat = None,
     json: Json = False,
 ) -> None:
     """Run one pass over the pending videos and exit (for cron and CI).
 
     Asks OpenHands about every pending conversation at once, looks on GitHub only when one
-    has finished, and stores each finished video in the bucket.
+    has finished, and stores each finished video in the bucket. With VIDEOPOLL_PING_URL
+    set, pings a healthchecks.io-style URL before and after the pass.
 
     Example: videopoll poll --json
+    Example (crontab): videopoll poll --quiet --lock /tmp/videopoll.lock
     """
-    from .runtime import Runtime
+    from .passes import run_poll
 
     out = Output(json_mode=json)
     settings = load_settings()
-
-    async def go() -> int:
-        async with Runtime(settings, need=ALL) as rt:
-            summary = await rt.poller().poll_once(limit=limit, dry_run=dry_run)
-        if json:
-            out.json(summary.to_json())
-        else:
-            out.show(summary_view(summary))
-        return 1 if summary.errors or (strict and summary.failed) else 0
-
-    finish(run_async(go()))
+    with pass_lock(lock) as held:
+        if not held:
+            out.say(f"another videopoll run holds {lock}; skipping this pass")
+            return
+        code = run_poll(settings, out, limit=limit, dry_run=dry_run, strict=strict,
+                        quiet=quiet, log=PassLog(log_format))
+    finish(code)
 
 
 @app.command()
@@ -59,6 +70,7 @@ def watch(
     timeout: Annotated[float | None, typer.Option(
         "--timeout", min=0, help="Give up after S seconds (exit 1).")] = None,
     limit: Limit = None,
+    log_format: LogFormat = None,
     json: Json = False,
 ) -> None:
     """Run passes until Ctrl+C, until nothing is pending (--until-done) or --timeout.
@@ -77,7 +89,8 @@ def watch(
     async def go() -> int:
         async with Runtime(settings, need=ALL) as rt:
             return await watch_view(rt, out, interval=settings.interval,
-                                    until_done=until_done, timeout=timeout, limit=limit)
+                                    until_done=until_done, timeout=timeout, limit=limit,
+                                    log=PassLog(log_format))
 
     finish(run_async(go()))
 

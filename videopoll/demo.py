@@ -18,6 +18,7 @@ from .output import Output
 from .render import STATE_STYLE
 from .runtime import Runtime
 from .sandbox.stack import Sandbox
+from .services.local import LocalStore
 from .settings import from_env
 from .watching import watch_view
 
@@ -49,8 +50,9 @@ async def run_demo(out: Output, home: Path) -> int:
         out.say(f"stand-ins: OpenHands {sandbox.openhands.url}, GitHub {sandbox.github.url}, "
                 f"repo {sandbox.repo}; local store in {home}")
         async with Runtime(settings, need=frozenset({"store", "openhands", "github"})) as rt:
-            seed = getattr(rt.store, "add_lesson")  # the local store's seeding helper
-            lessons = [seed(title) for title in LESSONS]
+            local = rt.store
+            assert isinstance(local, LocalStore)  # the demo always runs on the local store
+            lessons = [local.add_lesson(title) for title in LESSONS]
             rows = []
             for lesson in lessons:
                 row = await generate(rt.store, rt.agent, settings, lesson.id)

@@ -46,8 +46,9 @@ class Pass:
         self.items: dict[str, Item] = {}
 
     def note(self, row: VideoAsset, state: Status, action: Action, detail: str) -> None:
+        changed = self.now if state is not row.status else row.updated_at
         self.items[row.id] = Item(row.id, row.lesson_id, row.conversation_id, state, action,
-                                  detail)
+                                  detail, row.created_at, changed)
 
     def error(self, row: VideoAsset | None, exc: VideopollError, service: str = "") -> None:
         service = getattr(exc, "service", "") or service or "videopoll"

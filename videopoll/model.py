@@ -161,6 +161,9 @@ class Item:
     state: Status
     action: Action
     detail: str
+    # For live views only (not in JSON): when the row was made and last changed.
+    created_at: datetime | None = field(default=None, compare=False)
+    changed_at: datetime | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -71,6 +71,11 @@ class Output:
     def line(self, text: str) -> None:
         self.out.print(scrub(text), markup=False)
 
+    def raw(self, text: str) -> None:
+        """A line on stderr exactly as given (workflow commands, log records)."""
+        sys.stderr.write(scrub(text) + "\n")
+        sys.stderr.flush()
+
     def say(self, text: str) -> None:
         """Progress and notes: stderr, so stdout stays data."""
         self.err.print(scrub(text), markup=False)

@@ -32,18 +32,23 @@ def summary_table(summary: PassSummary) -> Table:
     return table
 
 
-def items_table(summary: PassSummary, *, now: datetime | None = None,
-                progress: dict[str, tuple[int, int]] | None = None) -> Table:
+def items_table(summary: PassSummary, *, progress: dict[str, tuple[int, int]] | None = None
+                ) -> Table:
+    """One row per video: lesson, state, age, last change, and what happened (or how far
+    its transfer is)."""
+    now = summary.timestamp
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("asset", "lesson", "state", "action", "detail"):
+    for column in ("video", "lesson", "state", "age", "changed", "action", "detail"):
         table.add_column(column, overflow="fold")
     for item in summary.items:
         detail = item.detail
         if progress and item.asset_id in progress:
             done, total = progress[item.asset_id]
-            detail = f"{detail} [{done * 100 // max(total, 1)}%]"
+            detail = f"transferring {done * 100 // max(total, 1)}% of {total} bytes"
         table.add_row(item.asset_id[:8], item.lesson_id[:8],
                       Text(str(item.state), style=STATE_STYLE.get(item.state, "")),
+                      age(now, item.created_at) if item.created_at else "",
+                      f"{age(now, item.changed_at)} ago" if item.changed_at else "",
                       "" if item.action is Action.NONE else str(item.action), detail)
     return table
 

@@ -84,6 +84,7 @@ class Settings:
     gemini_api_key: Secret | None = None
     prompt_file: Path | None = None
     timeout: float = 30.0
+    ping_url: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __repr__(self) -> str:
@@ -226,5 +227,6 @@ def from_env(environ: Mapping[str, str] | None = None, env_file: Path | None = N
         gemini_api_key=_secret(env, "GEMINI_API_KEY"),
         prompt_file=Path(prompt) if prompt else None,
         timeout=_number(env, "VIDEOPOLL_TIMEOUT", 30, minimum=0.1),
+        ping_url=_url(env, "VIDEOPOLL_PING_URL", None),
         sources=sources,
     )

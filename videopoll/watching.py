@@ -6,18 +6,23 @@ import asyncio
 import signal
 from contextlib import suppress
 
+from rich.console import Group
 from rich.live import Live
 
+from . import actions
 from .errors import Interrupted
+from .logs import PassLog
 from .model import PassSummary
 from .output import Output
-from .render import summary_line, summary_view
+from .progress import TransferBars, make_progress
+from .render import items_table, summary_line, summary_table
 from .runtime import Runtime
 
 
 async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: bool,
                      timeout: float | None, limit: int | None,
-                     collect: list[PassSummary] | None = None) -> int:
+                     collect: list[PassSummary] | None = None,
+                     log: PassLog | None = None) -> int:
     """Run the engine's watch loop, rendering each pass; returns the exit code.
     Every pass's summary is appended to `collect` when given."""
     stop = asyncio.Event()
@@ -27,15 +32,29 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
     last: list[PassSummary] = []
     live = Live(console=out.out, auto_refresh=False, transient=False) \
         if out.live and not out.json_mode else None
+    bars = None
+    if live is not None:
+        progress = make_progress(out.out)
+        bars = TransferBars(progress, live.refresh)
+
+    def view() -> Group:
+        assert bars is not None
+        parts = [summary_table(last[0]), items_table(last[0], progress=bars.snapshot())] \
+            if last else []
+        return Group(*parts, bars.progress)
 
     def on_pass(summary: PassSummary) -> None:
         last[:] = [summary]
         if collect is not None:
             collect.append(summary)
+        if log is not None:
+            log.summary(summary)
+        if actions.enabled():
+            actions.report(summary, out.raw)
         if out.json_mode:
             out.json(summary.to_json())
         elif live is not None:
-            live.update(summary_view(summary), refresh=True)
+            live.update(view(), refresh=True)
         else:
             out.line(summary_line(summary))
 
@@ -43,10 +62,11 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
         with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
 
-    poller = rt.poller()
+    poller = rt.poller(progress=bars)
     try:
         if live is not None:
             live.start()
+            live.update(view(), refresh=True)
         finished = await poller.watch(interval=interval, sleep=sleep, until_done=until_done,
                                       timeout=timeout, limit=limit, on_pass=on_pass, stop=stop)
     finally:

@@ -1,0 +1,56 @@
+"""Log records of a pass on stderr: plain lines, or JSON Lines with `--log-format json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TextIO
+
+from .model import Action, PassSummary, iso
+from .output import scrub
+
+
+class LogStyle(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+LEVEL = {Action.FAILED: "error", Action.DEFERRED: "warning"}
+
+
+class PassLog:
+    """One record per video that changed (or was deferred) and per error; none otherwise."""
+
+    def __init__(self, fmt: LogStyle | None, stream: TextIO | None = None) -> None:
+        self.fmt = fmt
+        self.stream = stream
+
+    def emit(self, level: str, message: str, **fields: Any) -> None:
+        if self.fmt is None:
+            return
+        stream = self.stream or sys.stderr
+        now = iso(datetime.now(UTC))
+        if self.fmt == "json":
+            record = {"ts": now, "level": level, "msg": message, **fields}
+            stream.write(scrub(json.dumps(record, ensure_ascii=False)) + "\n")
+        else:
+            extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+            stream.write(scrub(f"{now} {level.upper():7} {message} {extra}".rstrip()) + "\n")
+        stream.flush()
+
+    def summary(self, summary: PassSummary) -> None:
+        for item in summary.items:
+            if item.action is Action.NONE:
+                continue
+            self.emit(LEVEL.get(item.action, "info"), f"{item.action}: {item.detail}",
+                      asset_id=item.asset_id, lesson_id=item.lesson_id,
+                      conversation_id=item.conversation_id, state=str(item.state))
+        for error in summary.errors:
+            self.emit("warning", error.detail, service=error.service, asset_id=error.asset_id)
+        if summary.items or summary.errors:
+            self.emit("info", "pass", checked=summary.checked,
+                      stillGenerating=summary.still_generating, found=summary.found,
+                      processed=summary.processed, failed=summary.failed,
+                      durationMs=summary.duration_ms)
