@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
+import traceback
 from collections.abc import Coroutine, Sequence
 from typing import Annotated, Any, TypeVar
 
@@ -54,9 +58,34 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; Ctrl+C becomes exit 130 once clean-up has run."""
+    """Run a command's coroutine. Ctrl+C (SIGINT) and SIGTERM cancel it; its clean-up runs
+    (a transfer in flight is abandoned unfinished, its claim left to expire), then exit 130."""
+    terminated = False
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if terminated:
+                raise Interrupted("terminated") from None
+            raise
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGTERM)
+
     try:
-        return asyncio.run(coro)
+        return asyncio.run(main())
     except KeyboardInterrupt:
         raise Interrupted("interrupted") from None
 
@@ -81,6 +110,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         return out.fail(Interrupted("interrupted"))
     except OSError as exc:
         return out.fail(ConfigError(f"{type(exc).__name__}: {exc.strerror or exc}"))
+    except Exception as exc:  # a bug: one scrubbed line; the traceback only when asked for
+        if os.environ.get("VIDEOPOLL_DEBUG"):
+            out.raw(traceback.format_exc().rstrip())
+        return out.fail(VideopollError(f"internal error: {type(exc).__name__}: {exc}",
+                                       hint="run again with VIDEOPOLL_DEBUG=1 for a traceback"))
     return 0
 
 

@@ -66,7 +66,11 @@ class Output:
         sys.stdout.flush()
 
     def show(self, renderable: RenderableType) -> None:
-        self.out.print(renderable)
+        # Render first, then scrub: a table cell may quote a service's error text.
+        with self.out.capture() as captured:
+            self.out.print(renderable)
+        sys.stdout.write(scrub(captured.get()))
+        sys.stdout.flush()
 
     def line(self, text: str) -> None:
         self.out.print(scrub(text), markup=False)

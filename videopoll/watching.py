@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-from contextlib import suppress
 
 from rich.console import Group
 from rich.live import Live
 
 from . import actions
-from .errors import Interrupted
 from .logs import PassLog
 from .model import PassSummary
 from .output import Output
@@ -25,10 +22,6 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
                      log: PassLog | None = None) -> int:
     """Run the engine's watch loop, rendering each pass; returns the exit code.
     Every pass's summary is appended to `collect` when given."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    with suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
     last: list[PassSummary] = []
     live = Live(console=out.out, auto_refresh=False, transient=False) \
         if out.live and not out.json_mode else None
@@ -58,24 +51,17 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
         else:
             out.line(summary_line(summary))
 
-    async def sleep(seconds: float) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
-
     poller = rt.poller(progress=bars)
     try:
         if live is not None:
             live.start()
             live.update(view(), refresh=True)
-        finished = await poller.watch(interval=interval, sleep=sleep, until_done=until_done,
-                                      timeout=timeout, limit=limit, on_pass=on_pass, stop=stop)
+        finished = await poller.watch(interval=interval, sleep=asyncio.sleep,
+                                      until_done=until_done, timeout=timeout, limit=limit,
+                                      on_pass=on_pass)
     finally:
         if live is not None:
             live.stop()
-        with suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGTERM)
-    if stop.is_set():
-        raise Interrupted("stopped by SIGTERM")
     if not finished:
         out.say(f"timed out after {timeout:g}s with videos still pending")
         return 1

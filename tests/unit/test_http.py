@@ -149,3 +149,18 @@ async def test_messages_carry_no_query_strings() -> None:
         with pytest.raises(Unreachable) as info:
             await send(client, request, service="github", budget=Budget())
     assert "s3cr3t" not in info.value.message
+
+
+async def test_a_service_echoing_our_token_is_scrubbed_at_the_client_layer() -> None:
+    calls: Counter[str] = Counter()
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"message": f"bad {request.headers['Authorization']}"})
+
+    async with make_client("github", "http://api.test", calls=calls,
+                           headers={"Authorization": "Bearer ghp_ECHOED123"},
+                           transport=httpx.MockTransport(echo)) as client:
+        with pytest.raises(RequestRejected) as info:
+            await send(client, client.build_request("GET", "/x"), service="github",
+                       budget=Budget())
+    assert "ghp_ECHOED123" not in info.value.message and "bad ***" in info.value.message

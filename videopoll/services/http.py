@@ -157,7 +157,26 @@ def _detail(response: httpx.Response) -> str:
         text = "; ".join(str(t.get("msg", t)) if isinstance(t, dict) else str(t) for t in text)
     if not isinstance(text, str) or not text:
         return ""
-    return ": " + " ".join(text.split())[:160]
+    try:
+        request: httpx.Request | None = response.request
+    except RuntimeError:  # a response built without a request (tests)
+        request = None
+    return ": " + _unechoed(" ".join(text.split()), request)[:160]
+
+
+SECRET_HEADERS = ("authorization", "apikey", "x-session-api-key", "x-access-token")
+
+
+def _unechoed(text: str, request: httpx.Request | None) -> str:
+    """Remove our own credentials from a service's text: some services echo them back."""
+    if request is None:
+        return text
+    for name in SECRET_HEADERS:
+        value = request.headers.get(name, "")
+        for part in {value, value.partition(" ")[2]}:
+            if len(part) >= 4:
+                text = text.replace(part, "***")
+    return text
 
 
 def transport_error(exc: httpx.TransportError, service: str, url: httpx.URL | str) -> Unreachable:
