@@ -173,7 +173,7 @@ def _unechoed(text: str, request: httpx.Request | None) -> str:
         return text
     for name in SECRET_HEADERS:
         value = request.headers.get(name, "")
-        for part in {value, value.partition(" ")[2]}:
+        for part in sorted({value, value.partition(" ")[2]}, key=len, reverse=True):
             if len(part) >= 4:
                 text = text.replace(part, "***")
     return text
