@@ -1,0 +1,45 @@
+"""Drive a command in a real terminal (tmux) and read its screen, as a user would see it."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+
+class Screen:
+    def __init__(self, command: list[str], *, env: Mapping[str, str], cwd: Path,
+                 width: int = 150, height: int = 45) -> None:
+        tmux = shutil.which("tmux")
+        if tmux is None:
+            raise RuntimeError("tmux is not installed (Debian package: tmux)")
+        self.tmux = tmux
+        self.session = f"videopoll-{uuid.uuid4().hex[:8]}"
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        # Keep the pane open after the command ends so its last screen can be read.
+        shell = f"cd {shlex.quote(str(cwd))} && env {exports} {shlex.join(command)}; " \
+                f"echo EXIT=$?; sleep 600"
+        subprocess.run([tmux, "new-session", "-d", "-s", self.session, "-x", str(width),
+                        "-y", str(height), shell], check=True)
+
+    def text(self) -> str:
+        return subprocess.run([self.tmux, "capture-pane", "-p", "-t", self.session],
+                              capture_output=True, text=True, check=True).stdout
+
+    def wait_for(self, needle: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.text()
+            if needle in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} never appeared; last screen:\n{screen}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        subprocess.run([self.tmux, "kill-session", "-t", self.session], check=False,
+                       capture_output=True)
