@@ -63,6 +63,13 @@ class LocalSeed:
         assert found is not None
         return found.to_json()
 
+    def metadata(self, asset_id: str) -> dict[str, Any]:
+        return self.store.metadata(asset_id)
+
+    @property
+    def bucket_dir(self) -> Path:
+        return self.store.bucket_dir
+
     def object(self, key: str) -> bytes | None:
         path = self.store.object_path(key)
         return path.read_bytes() if path.exists() else None
@@ -71,10 +78,73 @@ class LocalSeed:
         asyncio.run(self.store.close())
 
 
+class SupabaseSeed:
+    """The same, on the Supabase store: rows straight into PostgreSQL as the app inserts
+    them, objects read from the Storage stand-in's disk."""
+
+    kind = "supabase"
+
+    def __init__(self, dsn: str, storage: Path) -> None:
+        from videopoll.sandbox.supabase import SupabaseStandIn
+
+        self.dsn = dsn
+        self.sql("truncate public.lessons, public.videopoll_state cascade")
+        self.sql("delete from storage.objects")
+        self.sql("insert into storage.buckets (id, name) values ('lesson-assets', "
+                 "'lesson-assets') on conflict do nothing")
+        self.standin = SupabaseStandIn(dsn, storage).start()
+        self.bucket_dir = storage / "objects" / "lesson-assets"
+
+    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def env(self) -> dict[str, str]:
+        return {"VIDEOPOLL_STORE": "supabase", "SUPABASE_URL": self.standin.url,
+                "SUPABASE_SERVICE_ROLE_KEY": self.standin.service_key}
+
+    def lesson(self, title: str = "A lesson", user_id: str | None = None) -> str:
+        return str(self.sql("insert into lessons (title, user_id) values (%s, %s) returning id",
+                            [title, user_id])[0][0])
+
+    def video(self, lesson_id: str, conversation_id: str, github_path: str | None = None,
+              asset_id: str | None = None) -> str:
+        asset_id = asset_id or str(uuid.uuid4())
+        path = github_path or f"videos/{lesson_id}/{asset_id}.mp4"
+        self.sql("insert into lesson_assets (id, lesson_id, kind, conversation_id, mime_type, "
+                 "metadata) values (%s, %s, 'video', %s, 'video/mp4', "
+                 "jsonb_build_object('github_path', %s::text))",
+                 [asset_id, lesson_id, conversation_id, path])
+        return asset_id
+
+    def row(self, asset_id: str) -> dict[str, Any]:
+        found = self.sql(
+            "select id::text, lesson_id::text, conversation_id, status, storage_path, error, "
+            "attempts, metadata->>'github_path' from lesson_assets where id = %s", [asset_id])
+        assert found, asset_id
+        keys = ("id", "lesson_id", "conversation_id", "status", "storage_path", "error",
+                "attempts", "github_path")
+        return dict(zip(keys, found[0], strict=True))
+
+    def metadata(self, asset_id: str) -> dict[str, Any]:
+        return dict(self.sql("select metadata from lesson_assets where id = %s",
+                             [asset_id])[0][0])
+
+    def object(self, key: str) -> bytes | None:
+        path = self.bucket_dir / key
+        return path.read_bytes() if path.exists() else None
+
+    def close(self) -> None:
+        self.standin.stop()
+
+
 @dataclass
 class Stack:
     sandbox: Sandbox
-    seed: LocalSeed
+    seed: LocalSeed | SupabaseSeed
     monkeypatch: pytest.MonkeyPatch
     capsys: pytest.CaptureFixture[str]
 
@@ -114,13 +184,44 @@ class Stack:
         return f"videos/{row['lesson_id']}/{asset_id}.mp4"
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(scope="session")
+def supabase_db() -> Iterator[str]:
+    """A fresh database for the CLI tests: Supabase's bootstrap plus our migration."""
+    from videopoll.sandbox.pg import (
+        PostgresUnavailable,
+        apply_sql,
+        bootstrap_supabase,
+        ensure_server,
+        fresh_database,
+    )
+    from videopoll.sql import schema_sql
+
+    try:
+        admin = ensure_server()
+    except PostgresUnavailable as exc:
+        if not exc.installed:
+            pytest.skip(f"no PostgreSQL installed: {exc}")
+        raise
+    with fresh_database("videopoll_cli", dsn=admin) as dsn:
+        bootstrap_supabase(dsn)
+        apply_sql(dsn, schema_sql())
+        yield dsn
+
+
+@pytest.fixture(params=["local", pytest.param("supabase", marks=pytest.mark.postgres)])
 def stack(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
           capsys: pytest.CaptureFixture[str]) -> Iterator[Stack]:
-    seed = LocalSeed(tmp_path / "home")
-    with Sandbox(step=0.01, run=0.05) as sandbox:
-        yield Stack(sandbox, seed, monkeypatch, capsys)
-    seed.close()
+    """The stand-ins and a store; every CLI test runs once per store."""
+    seed: LocalSeed | SupabaseSeed
+    if request.param == "local":
+        seed = LocalSeed(tmp_path / "home")
+    else:
+        seed = SupabaseSeed(request.getfixturevalue("supabase_db"), tmp_path / "storage")
+    try:
+        with Sandbox(step=0.01, run=0.05) as sandbox:
+            yield Stack(sandbox, seed, monkeypatch, capsys)
+    finally:
+        seed.close()
 
 
 @pytest.fixture(scope="session")

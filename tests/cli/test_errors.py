@@ -25,7 +25,7 @@ def test_missing_configuration_is_exit_2_naming_it_with_zero_requests(
 
 
 def test_supabase_store_needs_its_url(stack: Stack) -> None:
-    result = stack.cli("pending", env={"VIDEOPOLL_STORE": "supabase"})
+    result = stack.cli("pending", env={"VIDEOPOLL_STORE": "supabase", "SUPABASE_URL": None})
     assert result.code == 2 and "SUPABASE_URL not configured" in result.err
 
 

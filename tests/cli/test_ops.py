@@ -106,6 +106,6 @@ def test_retry_puts_failed_rows_back_with_their_history(stack: Stack) -> None:
     assert stack.seed.row(asset)["status"] == "failed"
     result = stack.cli("retry", asset, "--json")
     assert result.code == 0 and result.json[0]["status"] == "generating"
-    history = stack.seed.store.metadata(asset)["error_history"]
+    history = stack.seed.metadata(asset)["error_history"]
     assert history[0]["error"] == "agent sandbox failed"
     assert stack.cli("retry").code == 2

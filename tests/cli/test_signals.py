@@ -62,7 +62,7 @@ def test_a_signal_mid_transfer_leaves_nothing_half_done(stack: Stack) -> None:
     assert row["status"] in ("transferring", "finished") and row["storage_path"] is None
     key = stack.key(asset)
     assert stack.seed.object(key) is None
-    leftovers = [p for p in stack.seed.store.bucket_dir.rglob("*") if p.is_file()]
+    leftovers = [p for p in stack.seed.bucket_dir.rglob("*") if p.is_file()]
     assert leftovers == []
     time.sleep(1.1)  # the abandoned claim expires
     assert stack.cli("poll", "--json").json["processed"] == 1

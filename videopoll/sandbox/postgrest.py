@@ -98,11 +98,17 @@ def _guard(app: SupabaseStandIn, handler: Any) -> Any:
             return _error(ApiError(504, "PGRST003", "Timed out acquiring connection from "
                                    "connection pool."))
         except psycopg.Error as exc:
+            if exc.sqlstate is None:  # no server answer at all: PostgREST's connection error
+                return _error(ApiError(503, "PGRST001", "Database client error. Retrying the "
+                                       "connection."))
             diag = exc.diag
-            state = exc.sqlstate or "XX000"
             message = diag.message_primary or str(exc)
-            return _error(ApiError(pg_status(state, message, authed), state, message,
-                                   diag.message_detail, diag.message_hint))
+            return _error(ApiError(pg_status(exc.sqlstate, message, authed), exc.sqlstate,
+                                   message, diag.message_detail, diag.message_hint))
+        except ConnectionError:
+            raise  # the client went away mid-body: the server closes the connection
+        except Exception as exc:  # a sandbox bug must answer 500, not hang the client
+            return _error(ApiError(500, "PGRSTX00", f"{type(exc).__name__}: {exc}"))
 
     return run
 

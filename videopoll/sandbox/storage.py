@@ -39,7 +39,7 @@ from .storage_io import (
 if TYPE_CHECKING:
     from .supabase import SupabaseStandIn
 
-_BUCKET_NAME = re.compile(r"[A-Za-z0-9_.\- ]+\Z")
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9_!.*'() &$=@;:+,?-]{1,100}\Z")  # storage's limits.ts
 _UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 _P = "/storage/v1"
 
@@ -103,6 +103,11 @@ def guard(app: SupabaseStandIn, handler: Any) -> Any:
         except PoolTimeout:
             return storage_response(StorageError(500, "DatabaseTimeout", "The connection to "
                                                  "the database timed out"))
+        except ConnectionError:
+            raise  # the client went away mid-body: the server closes the connection
+        except Exception as exc:  # a sandbox bug must answer 500, not hang the client
+            return storage_response(StorageError(500, "InternalError", f"{exc}",
+                                                 type(exc).__name__))
 
     return run
 
@@ -217,8 +222,8 @@ def _download(app: SupabaseStandIn, request: Request, claims: dict[str, Any]) ->
     headers = {"Content-Type": meta.get("mimetype") or "application/octet-stream",
                "ETag": meta.get("eTag") or "", "Cache-Control": meta.get("cacheControl") or "",
                "Last-Modified": updated.strftime("%a, %d %b %Y %H:%M:%S GMT")}
-    if request.method == "HEAD":
-        return Response(200, b"", {**headers, "Content-Length": str(size)})
+    if request.method == "HEAD":  # an empty iterable: the server sends only `length`
+        return Response(200, iter(()), headers, length=size)
     return Response(200, read_file(path), headers, length=size)
 
 

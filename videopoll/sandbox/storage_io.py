@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from .supabase import SupabaseStandIn
 
 PIECE = 64 * 1024
-_SEGMENT = re.compile(r"[^\x00-\x1f\x7f]+\Z")
+# supabase/storage's VALID_OBJECT_KEY (src/storage/limits.ts): S3-safe characters only.
+VALID_KEY = re.compile(r"[A-Za-z0-9_/!.*'() &$=@;:+,?-]+\Z")
 
 
 class StorageError(Exception):
@@ -70,8 +71,9 @@ def from_db(exc: psycopg.Error) -> StorageError:
 
 
 def check_key(name: str) -> str:
-    parts = name.split("/")
-    if not name or any(p in ("", ".", "..") or not _SEGMENT.match(p) for p in parts):
+    """Storage's key rule, plus (the sandbox keeps objects on disk) no empty, "." or ".."
+    segments, which storage3 refuses on its side anyway."""
+    if not VALID_KEY.match(name) or any(p in ("", ".", "..") for p in name.split("/")):
         raise StorageError(400, "InvalidKey", f"Invalid key: {name}")
     return name
 

@@ -22,6 +22,8 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from .postgrest_query import ApiError
 from .server import Request, Response
 from .storage import claims_of, storage_response
@@ -100,6 +102,8 @@ def _guard(app: SupabaseStandIn, handler: Any) -> Any:
                 **_TUS, "Content-Type": "text/plain; charset=utf-8"})
         except ApiError as exc:
             return Response(403, exc.message.encode(), dict(_TUS))
+        except psycopg.Error as exc:
+            return Response(500, f"database error, code: {exc.sqlstate}".encode(), dict(_TUS))
 
     return run
 

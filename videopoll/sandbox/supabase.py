@@ -95,6 +95,7 @@ class PgPool:
         self._dsn, self._size = dsn, size
         self._idle: list[psycopg.Connection[Any]] = []
         self._open = 0
+        self._closed = False  # after close(), connections coming back are closed, not kept
         self._cond = threading.Condition()
 
     def _acquire(self, timeout: float) -> psycopg.Connection[Any]:
@@ -117,6 +118,7 @@ class PgPool:
     def _release(self, conn: psycopg.Connection[Any]) -> None:
         healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
         with self._cond:
+            healthy = healthy and not self._closed
             if healthy:
                 self._idle.append(conn)
             else:
@@ -137,6 +139,7 @@ class PgPool:
         with self._cond:
             idle, self._idle = self._idle, []
             self._open -= len(idle)
+            self._closed = True
         for conn in idle:
             conn.close()
 
@@ -192,6 +195,10 @@ class SupabaseStandIn(StandIn):
         payload = {"iss": "supabase-sandbox", "role": role, "iat": now,
                    "exp": int(now + expires_in), **claims}
         return sign_jwt(payload, secret or self.jwt_secret)
+
+    def __enter__(self) -> SupabaseStandIn:
+        self.start()
+        return self
 
     def stop(self) -> None:
         super().stop()

@@ -10,7 +10,6 @@ postgrest, storage3 and httpx become videopoll's exceptions here, with service="
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
@@ -19,7 +18,7 @@ import httpx
 from postgrest.exceptions import APIError
 from postgrest.types import ReturnMethod
 from storage3.exceptions import StorageApiError
-from supabase import AsyncClient, AsyncClientOptions, acreate_client
+from supabase import AsyncClient, AsyncClientOptions, SupabaseException, acreate_client
 
 from ..errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
 from ..model import Lesson, Status, VideoAsset
@@ -27,8 +26,10 @@ from . import tus
 from .http import transport_error
 from .supabase_edge import (
     COLUMNS,
+    MIGRATION_HINT,
     PENDING,
     asset_row,
+    check_key,
     key_role,
     rest_error,
     run_checks,
@@ -55,10 +56,13 @@ class SupabaseStore:
                       ) -> SupabaseStore:
         """A store sharing `client` (the caller's, never closed here); no request is sent."""
         try:
-            sb = await acreate_client(url, key, options=AsyncClientOptions(httpx_client=client))
-        except Exception as exc:  # supabase-py's SupabaseException: a malformed URL or key
-            raise ConfigError(f"SUPABASE_URL or SUPABASE_SERVICE_ROLE_KEY is invalid "
-                              f"({type(exc).__name__})") from None
+            # Retries are declared once, in the caller's client layer: supabase-py's own
+            # (GET only, fixed sleeps of 1-4 s) would hide an outage behind seconds of waiting.
+            options = AsyncClientOptions(httpx_client=client, postgrest_client_retry=False)
+            sb = await acreate_client(url, key, options=options)
+        except SupabaseException as exc:  # a malformed URL or an empty key
+            raise ConfigError(f"SUPABASE_URL or SUPABASE_SERVICE_ROLE_KEY is invalid: "
+                              f"{exc.message}") from None
         return cls(sb, client, url=url, key=key, bucket=bucket)
 
     async def close(self) -> None:
@@ -78,6 +82,14 @@ class SupabaseStore:
     async def _rpc(self, fn: str, **args: Any) -> Any:
         response = await self._call(fn, self._sb.rpc(fn, args).execute())
         return response.data
+
+    async def _flag(self, fn: str, **args: Any) -> bool:
+        """A guarded transition's answer; anything but a JSON boolean (an HTML page from a
+        proxy, say) must never read as "matched"."""
+        data = await self._rpc(fn, **args)
+        if not isinstance(data, bool):
+            raise ProtocolError(f"store: {fn}: expected true or false", service="store")
+        return data
 
     async def _rows(self, what: str, query: Any) -> list[dict[str, Any]]:
         response = await self._call(what, query.execute())
@@ -113,37 +125,41 @@ class SupabaseStore:
         return [asset_row(r) for r in await self._rows("rows by conversation", query)]
 
     async def resolve_start(self, asset_id: str, conversation_id: str) -> bool:
-        return bool(await self._rpc("videopoll_resolve_start", asset_id=asset_id,
-                                    conversation_id=conversation_id))
+        return await self._flag("videopoll_resolve_start", asset_id=asset_id,
+                                conversation_id=conversation_id)
 
     async def mark_finished(self, asset_id: str) -> bool:
-        return bool(await self._rpc("videopoll_mark_finished", asset_id=asset_id))
+        return await self._flag("videopoll_mark_finished", asset_id=asset_id)
 
     async def mark_generating(self, asset_id: str) -> bool:
-        return bool(await self._rpc("videopoll_mark_generating", asset_id=asset_id))
+        return await self._flag("videopoll_mark_generating", asset_id=asset_id)
 
     async def claim(self, asset_id: str, owner: str, lease_s: float) -> bool:
-        return bool(await self._rpc("videopoll_claim", asset_id=asset_id, owner=owner,
-                                    lease_s=lease_s))
+        return await self._flag("videopoll_claim", asset_id=asset_id, owner=owner,
+                                lease_s=lease_s)
 
     async def renew(self, asset_id: str, owner: str, lease_s: float) -> bool:
-        return bool(await self._rpc("videopoll_renew", asset_id=asset_id, owner=owner,
-                                    lease_s=lease_s))
+        return await self._flag("videopoll_renew", asset_id=asset_id, owner=owner,
+                                lease_s=lease_s)
 
     async def release(self, asset_id: str, owner: str) -> bool:
-        return bool(await self._rpc("videopoll_release", asset_id=asset_id, owner=owner))
+        return await self._flag("videopoll_release", asset_id=asset_id, owner=owner)
 
     async def mark_ready(self, asset_id: str, owner: str, storage_path: str) -> bool:
-        return bool(await self._rpc("videopoll_mark_ready", asset_id=asset_id, owner=owner,
-                                    storage_path=storage_path))
+        return await self._flag("videopoll_mark_ready", asset_id=asset_id, owner=owner,
+                                storage_path=storage_path)
 
     async def mark_failed(self, asset_id: str, reason: str, owner: str | None = None) -> bool:
-        return bool(await self._rpc("videopoll_mark_failed", asset_id=asset_id, reason=reason,
-                                    owner=owner))
+        return await self._flag("videopoll_mark_failed", asset_id=asset_id, reason=reason,
+                                owner=owner)
 
     async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
-        return int(await self._rpc("videopoll_record_error", asset_id=asset_id, error=error,
-                                   mismatch=mismatch) or 0)
+        count = await self._rpc("videopoll_record_error", asset_id=asset_id, error=error,
+                                mismatch=mismatch)
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise ProtocolError("store: videopoll_record_error: expected a number",
+                                service="store")
+        return count
 
     async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False
                     ) -> list[VideoAsset]:
@@ -151,7 +167,9 @@ class SupabaseStore:
         if ids is not None and not ids:
             return []
         rows = await self._rpc("videopoll_retry", ids=ids, dry_run=dry_run)
-        return sorted((asset_row(r) for r in rows or []), key=lambda a: (a.created_at, a.id))
+        if not isinstance(rows, list):
+            raise ProtocolError("store: videopoll_retry: expected a JSON array", service="store")
+        return sorted((asset_row(r) for r in rows), key=lambda a: (a.created_at, a.id))
 
     async def lesson(self, lesson_id: str) -> Lesson | None:
         if not valid_uuid(lesson_id):
@@ -169,7 +187,7 @@ class SupabaseStore:
         rows = await self._rows("open video", query)
         return asset_row(rows[0]) if rows else None
 
-    async def insertasset_row(self, *, asset_id: str, lesson_id: str, user_id: str | None,
+    async def insert_asset(self, *, asset_id: str, lesson_id: str, user_id: str | None,
                            start_task_id: str, github_path: str) -> VideoAsset:
         row = {"id": asset_id, "lesson_id": lesson_id, "user_id": user_id, "kind": "video",
                "mime_type": "video/mp4", "status": str(Status.STARTING),
@@ -192,39 +210,41 @@ class SupabaseStore:
     # -- objects ------------------------------------------------------------------------------
     async def put(self, asset: VideoAsset, key: str, chunks: AsyncIterator[bytes], *,
                   size: int, digest: str, owner: str, content_type: str = "video/mp4") -> None:
+        check_key(key)
         if size <= tus.CHUNK:
             await self._put_small(key, chunks, size, content_type)
             return
         saved = await self._saved_upload(asset.id)
 
         async def save(url: str, offset: int, prefix: str) -> bool:
-            return bool(await self._rpc(
+            return await self._flag(
                 "videopoll_save_upload", asset_id=asset.id, owner=owner, url=url or None,
                 digest=digest if url else None, upload_offset=offset if url else None,
-                prefix_sha256=prefix or None))
+                prefix_sha256=prefix or None)
 
         await tus.upload(self._tus, chunks, name=key, size=size, content_type=content_type,
                          digest=digest, saved=saved, save=save)
 
     async def _put_small(self, key: str, chunks: AsyncIterator[bytes], size: int,
                          content_type: str) -> None:
-        """Spool the verified bytes to a temp file, then let storage3 stream that file."""
-        fd, path = tempfile.mkstemp(prefix="videopoll-", suffix=".part")
-        try:
+        """Spool the verified bytes to an anonymous temp file (gone with the process, even
+        a killed one), then let storage3 stream it through a reader of the same file."""
+        with tempfile.TemporaryFile(prefix="videopoll-") as spool:
             written = 0
-            with os.fdopen(fd, "wb") as out:
-                async for piece in chunks:
-                    written += len(piece)
-                    if written > size:
-                        break
-                    out.write(piece)
+            async for piece in chunks:
+                written += len(piece)
+                if written > size:
+                    break
+                spool.write(piece)
             if written != size:
                 raise ContentMismatch(f"{key}: got {written} bytes, expected {size}")
-            bucket = self._sb.storage.from_(self.bucket)
-            await self._call("upload", bucket.upload(key, path, {
-                "content-type": content_type, "upsert": "true", "cache-control": "3600"}))
-        finally:
-            os.unlink(path)
+            spool.flush()
+            # storage3 streams a BufferedReader (anything else it takes for a path).
+            with open(spool.fileno(), "rb", closefd=False) as reader:
+                reader.seek(0)
+                bucket = self._sb.storage.from_(self.bucket)
+                await self._call("upload", bucket.upload(key, reader, {
+                    "content-type": content_type, "upsert": "true", "cache-control": "3600"}))
 
     async def _saved_upload(self, asset_id: str) -> tus.Saved | None:
         query = (self._sb.table("lesson_assets")
@@ -264,7 +284,9 @@ class SupabaseStore:
         """videopoll_schema_check()'s report; None when the migration is not applied."""
         try:
             report = await self._rpc("videopoll_schema_check")
-        except ConfigError:
+        except ConfigError as exc:
+            if exc.hint != MIGRATION_HINT:  # e.g. SUPABASE_URL is not an API URL at all
+                raise
             return None
         return dict(report) if isinstance(report, dict) else None
 

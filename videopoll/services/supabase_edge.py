@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -57,8 +58,14 @@ def rest_error(exc: APIError, what: str) -> VideopollError:
     if code in _SCHEMA:
         return ConfigError(f"{text}; the videopoll migration is missing or outdated",
                            hint=MIGRATION_HINT)
-    if code == "429":
+    if code == "429" or "rate limit" in message.lower():
         return RateLimited(text, service=SERVICE, status=429)
+    if not code:
+        # PostgREST always sends a code: a JSON error without one came from something in front
+        # of it (gateway, proxy), and APIError does not keep the HTTP status.
+        if "no Route matched" in message:
+            return ConfigError(f"{text}; is SUPABASE_URL the project's API URL?")
+        return ServerError(f"{text} (from the API gateway)", service=SERVICE)
     if code.startswith(_TRANSIENT_PREFIXES) or (code.isdigit() and int(code) >= 500):
         return ServerError(text, service=SERVICE, status=int(code) if code.isdigit() else 503)
     return RequestRejected(text, service=SERVICE, status=int(code) if code.isdigit() else 400)
@@ -96,6 +103,17 @@ EXPECTED_FUNCTIONS = frozenset({
     "videopoll_mark_failed", "videopoll_mark_finished", "videopoll_mark_generating",
     "videopoll_resolve_start", "videopoll_record_error", "videopoll_retry",
     "videopoll_save_upload", "videopoll_schema_check"})
+
+
+_KEY = re.compile(r"[A-Za-z0-9_/!.*'() &$=@;:+,?-]+\Z")  # Storage's VALID_OBJECT_KEY
+
+
+def check_key(key: str) -> str:
+    """An object key Storage accepts and that stays inside the bucket."""
+    if not _KEY.match(key) or any(p in ("", ".", "..") for p in key.split("/")):
+        raise RequestRejected(f"store: object key {key!r} is not a safe Storage key",
+                              service=SERVICE)
+    return key
 
 
 def valid_uuid(text: str) -> bool:
@@ -144,7 +162,12 @@ async def run_checks(store: SupabaseStore, role: str | None) -> list[tuple[str, 
     if role == "anon":
         return [("supabase key", False, "SUPABASE_SERVICE_ROLE_KEY holds the anon key; use "
                  "the service_role key (Project Settings > API)")]
-    report = await store.schema_report()  # also proves the URL answers and the key is accepted
+    try:  # also proves the URL answers and the key is accepted
+        report = await store.schema_report()
+    except AuthError:
+        raise
+    except VideopollError as exc:  # unreachable, 5xx, a gateway in the way
+        return [("supabase api", False, exc.message)]
     checks.append(("supabase api", True, f"{store.url} reachable, key accepted"))
     try:
         bucket = await store.bucket_info()

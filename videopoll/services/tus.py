@@ -48,7 +48,7 @@ class TusClient:
                          "Tus-Resumable": "1.0.0"}
 
     async def _send(self, method: str, url: str, what: str, *, headers: dict[str, str],
-                    content: bytes | None = None) -> httpx.Response:
+                    content: AsyncIterator[bytes] | None = None) -> httpx.Response:
         try:
             return await self._client.request(method, url, headers={**self._headers, **headers},
                                               content=content)
@@ -111,10 +111,11 @@ class TusClient:
                                 service=SERVICE)
         return int(raw)
 
-    async def patch(self, url: str, offset: int, data: bytes) -> int:
+    async def patch(self, url: str, offset: int, data: bytes | bytearray) -> int:
         """Append `data` at `offset`; returns the server's new offset."""
-        response = await self._send("PATCH", url, "upload chunk", content=data, headers={
-            "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+        response = await self._send("PATCH", url, "upload chunk", content=_pieces(data), headers={
+            "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
+            "Content-Length": str(len(data))})
         if response.status_code != 204:
             raise self._error(response, "upload chunk")
         raw = response.headers.get("Upload-Offset", "")
@@ -155,9 +156,9 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
     """
     stream = aiter(chunks)
     url, offset, hasher, pending = None, 0, hashlib.sha256(), bytearray()
-    if saved is not None and saved.url and saved.digest == digest and 0 < saved.offset <= size:
-        server = await tus.offset(saved.url)
-        if server == saved.offset:
+    if saved is not None and saved.url:
+        ours = saved.digest == digest and 0 < saved.offset <= size
+        if ours and await tus.offset(saved.url) == saved.offset:
             # Same artifact, server at the saved offset: re-read that many bytes (hashing them,
             # keeping none) and prove they are the ones sent before, then continue from there.
             seen = 0
@@ -177,29 +178,47 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
                 raise ProtocolError(f"store: {name}: bytes differ from the interrupted upload; "
                                     "starting afresh next pass", service=SERVICE)
             url, offset = saved.url, saved.offset
-        elif server is not None:
+        else:  # another artifact, or the server lost track: abandon it (best effort)
             await tus.terminate(saved.url)
     if url is None:
         url = await tus.create(name=name, size=size, content_type=content_type)
         if not await save(url, 0, hasher.hexdigest()):
             raise _lease_lost()
-    async for piece in stream:
-        pending += piece
-        if offset + len(pending) > size:
+    chunk = bytearray()  # filled up to CHUNK, sent in small pieces, then reused
+    async for piece in _prepend(bytes(pending), stream):
+        if offset + len(chunk) + len(piece) > size:
             raise ContentMismatch(f"{name}: more than {size} bytes")
-        while len(pending) >= CHUNK and offset + CHUNK < size:  # never the last chunk
-            chunk = bytes(pending[:CHUNK])
-            del pending[:CHUNK]
-            offset = await tus.patch(url, offset, chunk)
-            hasher.update(chunk)
-            if not await save(url, offset, hasher.hexdigest()):
-                raise _lease_lost()
-    if offset + len(pending) != size:
-        raise ContentMismatch(f"{name}: got {offset + len(pending)} bytes, expected {size}")
-    if pending:
-        offset = await tus.patch(url, offset, bytes(pending))
-        hasher.update(pending)
+        view = memoryview(piece)
+        while view:
+            room = CHUNK - len(chunk)
+            chunk += view[:room]
+            view = view[room:]
+            if len(chunk) == CHUNK and offset + CHUNK < size:  # never the last chunk here
+                offset = await tus.patch(url, offset, chunk)
+                hasher.update(chunk)
+                chunk.clear()
+                if not await save(url, offset, hasher.hexdigest()):
+                    raise _lease_lost()
+    if offset + len(chunk) != size:
+        raise ContentMismatch(f"{name}: got {offset + len(chunk)} bytes, expected {size}")
+    if chunk:
+        offset = await tus.patch(url, offset, chunk)
+        hasher.update(chunk)
         await save(url, offset, hasher.hexdigest())  # the object is in: a lost lease is moot
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for piece in rest:
+        yield piece
+
+
+async def _pieces(data: bytes | bytearray) -> AsyncIterator[bytes]:
+    """A request body in 256 KiB copies: httpx keeps requests in reference cycles that only
+    the garbage collector frees, so handing it the 6 MiB chunk itself lets several pile up."""
+    for start in range(0, len(data), 256 * 1024):
+        yield bytes(memoryview(data)[start:start + 256 * 1024])
 
 
 def _lease_lost() -> Exception:

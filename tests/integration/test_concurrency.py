@@ -1,0 +1,55 @@
+"""Eight pollers, each with its own client and store, race for the same 100 finished rows:
+the claim is one guarded UPDATE on the server, so each row goes to exactly one of them."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from videopoll.sandbox.supabase import SupabaseStandIn
+from videopoll.services.http import make_client
+from videopoll.services.supabase import SupabaseStore
+
+from .conftest import BUCKET, Seed
+
+pytestmark = pytest.mark.postgres
+CLAIMERS, ROWS = 8, 100
+
+
+def test_each_row_is_claimed_exactly_once(seed: Seed, supa: SupabaseStandIn,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    lesson = seed.lesson()
+    ids = [seed.asset(lesson, status="finished") for _ in range(ROWS)]
+    start = threading.Barrier(CLAIMERS)
+
+    async def claimer(owner: str) -> list[str]:
+        async with make_client("store", supa.url, calls=Counter()) as http:
+            store = await SupabaseStore.connect(http, url=supa.url, key=supa.service_key,
+                                                bucket=BUCKET)
+            order = random.Random(owner).sample(ids, len(ids))
+            start.wait()  # everyone hammers at once
+            won = [aid for aid in order if await store.claim(aid, owner, 300)]
+            await store.close()
+            return won
+
+    owners = [f"poller-{n}" for n in range(CLAIMERS)]
+    with ThreadPoolExecutor(CLAIMERS) as pool:
+        results = dict(zip(owners, pool.map(lambda o: asyncio.run(claimer(o)), owners),
+                           strict=True))
+    claims = Counter(aid for won in results.values() for aid in won)
+    with capsys.disabled():
+        print(f"\nclaims per claimer ({ROWS} rows, {CLAIMERS} claimers, "
+              f"{CLAIMERS * ROWS} attempts): "
+              + ", ".join(f"{o}={len(w)}" for o, w in results.items())
+              + f"; total={sum(claims.values())}, rows claimed twice="
+              + str(sum(1 for n in claims.values() if n > 1)))
+    assert sorted(claims) == sorted(ids)
+    assert set(claims.values()) == {1}
+    holders = dict(seed.sql("select id::text, claimed_by from lesson_assets "
+                            "where status = 'transferring'"))
+    assert holders == {aid: owner for owner, won in results.items() for aid in won}

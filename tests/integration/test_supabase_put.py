@@ -1,0 +1,214 @@
+"""`SupabaseStore.put`: the standard upload for small files, TUS for large ones, resuming after
+a crash, and never an object from a stream that fails verification."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from videopoll.errors import ConfigError, ContentMismatch, RequestRejected, ServerError, ShortBody
+from videopoll.model import VideoAsset
+from videopoll.sandbox.server import Fault
+from videopoll.sandbox.supabase import SupabaseStandIn
+from videopoll.services.supabase import SupabaseStore
+from videopoll.transfers import LeaseLost
+
+from .conftest import BUCKET, Seed
+
+pytestmark = pytest.mark.postgres
+MiB = 1024 * 1024
+CHUNK = 6 * MiB
+OWNER = "poller-a:1"
+
+
+def blob(size: int, seed: int = 1) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+async def verified(data: bytes, *, piece: int = 256 * 1024, crash_after: int | None = None,
+                   mismatch: bool = False) -> AsyncIterator[bytes]:
+    """Like `videopoll.transfer.verified`: the last piece comes only once the whole body is
+    known good; `mismatch` raises there instead, `crash_after` raises mid-stream."""
+    pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
+    sent = 0
+    for part in pieces[:-1]:
+        if crash_after is not None and sent >= crash_after:
+            raise ShortBody()
+        sent += len(part)
+        yield part
+    if mismatch:
+        raise ContentMismatch()
+    yield pieces[-1]
+
+
+async def claimed(seed: Seed, store: SupabaseStore) -> VideoAsset:
+    aid = seed.asset(status="finished")
+    assert await store.claim(aid, OWNER, 300)
+    asset = await store.get(aid)
+    assert asset is not None
+    return asset
+
+
+def key_of(asset: VideoAsset) -> str:
+    return f"videos/{asset.lesson_id}/{asset.id}.mp4"
+
+
+async def stored(http: httpx.AsyncClient, supa: SupabaseStandIn, key: str) -> bytes | None:
+    got = await http.get(f"{supa.url}/storage/v1/object/{BUCKET}/{key}",
+                         headers={"apikey": supa.service_key,
+                                  "Authorization": f"Bearer {supa.service_key}"})
+    return got.content if got.status_code == 200 else None
+
+
+async def test_small_file_is_one_standard_upload(seed: Seed, store: SupabaseStore,
+                                                 supa: SupabaseStandIn,
+                                                 http: httpx.AsyncClient) -> None:
+    asset, data = await claimed(seed, store), blob(3 * MiB)
+    key = key_of(asset)
+    await store.put(asset, key, verified(data), size=len(data), digest="d1", owner=OWNER)
+    assert await stored(http, supa, key) == data
+    assert (supa.writes[f"{BUCKET}/{key}"], supa.write_log[-1].via) == (1, "upload")
+    assert supa.write_log[-1].sha256 == hashlib.sha256(data).hexdigest()
+    assert supa.counts["tus.create"] == 0
+    await store.put(asset, key, verified(data), size=len(data), digest="d1", owner=OWNER)
+    assert supa.writes[f"{BUCKET}/{key}"] == 2  # the deterministic key is upserted
+    assert len({w.sha256 for w in supa.write_log}) == 1
+    assert await store.mark_ready(asset.id, OWNER, key)
+
+
+async def test_small_file_failing_verification_leaves_nothing(seed: Seed, store: SupabaseStore,
+                                                              supa: SupabaseStandIn) -> None:
+    asset, data = await claimed(seed, store), blob(MiB)
+    with pytest.raises(ContentMismatch):
+        await store.put(asset, key_of(asset), verified(data, mismatch=True), size=len(data),
+                        digest="d", owner=OWNER)
+    assert supa.writes == {}
+
+
+async def test_missing_bucket_is_a_configuration_error(seed: Seed, supa: SupabaseStandIn,
+                                                       http: httpx.AsyncClient) -> None:
+    store = await SupabaseStore.connect(http, url=supa.url, key=supa.service_key,
+                                        bucket="no-such-bucket")
+    asset = await claimed(seed, store)
+    for size in (10, 7 * MiB):  # standard upload and TUS say it the same way
+        with pytest.raises(ConfigError) as missing:
+            await store.put(asset, key_of(asset), verified(blob(size)), size=size,
+                            digest=f"d{size}", owner=OWNER)
+        assert "VIDEOPOLL_BUCKET" in (missing.value.hint or "")
+
+
+async def test_large_file_goes_through_tus_in_6_mib_chunks(seed: Seed, store: SupabaseStore,
+                                                           supa: SupabaseStandIn,
+                                                           http: httpx.AsyncClient) -> None:
+    asset, data = await claimed(seed, store), blob(13 * MiB + 5)
+    key = key_of(asset)
+    await store.put(asset, key, verified(data), size=len(data), digest="sha-1", owner=OWNER)
+    assert [(o, n) for _, o, n in supa.tus_log] == [(0, CHUNK), (CHUNK, CHUNK),
+                                                   (2 * CHUNK, MiB + 5)]
+    assert (supa.writes[f"{BUCKET}/{key}"], supa.write_log[-1].via) == (1, "tus")
+    assert await stored(http, supa, key) == data
+    assert seed.row(asset.id)["upload_offset"] == len(data)
+    assert await store.mark_ready(asset.id, OWNER, key)
+    assert seed.row(asset.id)["upload_url"] is None  # ready clears the upload state
+
+
+async def test_a_mismatching_final_hash_leaves_no_object(seed: Seed, store: SupabaseStore,
+                                                         supa: SupabaseStandIn,
+                                                         http: httpx.AsyncClient) -> None:
+    asset, data = await claimed(seed, store), blob(12 * MiB + 1)
+    with pytest.raises(ContentMismatch):
+        await store.put(asset, key_of(asset), verified(data, mismatch=True), size=len(data),
+                        digest="sha-x", owner=OWNER)
+    assert supa.tus_received[f"{BUCKET}/{key_of(asset)}"] == 2 * CHUNK  # last chunk withheld
+    assert supa.writes == {}
+    assert await stored(http, supa, key_of(asset)) is None
+
+
+async def test_resume_after_a_crash_sends_only_the_rest(seed: Seed, supa: SupabaseStandIn,
+                                                        http: httpx.AsyncClient,
+                                                        store: SupabaseStore) -> None:
+    """Stop after two chunks; a new store (a new process) with the same digest re-reads and
+    checks the first 12 MiB, then sends only the remaining bytes."""
+    asset, data = await claimed(seed, store), blob(20 * MiB + 123, seed=7)
+    key = key_of(asset)
+    with pytest.raises(ShortBody):
+        await store.put(asset, key, verified(data, crash_after=2 * CHUNK + MiB),
+                        size=len(data), digest="sha-r", owner=OWNER)
+    row = seed.row(asset.id)
+    assert (row["upload_offset"], row["upload_digest"]) == (2 * CHUNK, "sha-r")
+    assert row["upload_prefix_sha256"] == hashlib.sha256(data[:2 * CHUNK]).hexdigest()
+    assert supa.writes == {}
+    before = supa.tus_received[f"{BUCKET}/{key}"]
+    fresh = await SupabaseStore.connect(http, url=supa.url, key=supa.service_key, bucket=BUCKET)
+    await fresh.put(asset, key, verified(data), size=len(data), digest="sha-r", owner=OWNER)
+    assert supa.tus_received[f"{BUCKET}/{key}"] - before == len(data) - 2 * CHUNK
+    assert supa.counts["tus.create"] == 1 and supa.counts["tus.head"] == 1
+    assert [o for _, o, _ in supa.tus_log] == [0, CHUNK, 2 * CHUNK, 3 * CHUNK]
+    assert supa.writes[f"{BUCKET}/{key}"] == 1
+    assert supa.write_log[-1].sha256 == hashlib.sha256(data).hexdigest()
+    assert await stored(http, supa, key) == data
+
+
+async def test_other_digest_or_expired_upload_starts_afresh(seed: Seed, store: SupabaseStore,
+                                                            supa: SupabaseStandIn) -> None:
+    asset, data = await claimed(seed, store), blob(13 * MiB, seed=3)
+    key = key_of(asset)
+    with pytest.raises(ShortBody):
+        await store.put(asset, key, verified(data, crash_after=CHUNK), size=len(data),
+                        digest="old", owner=OWNER)
+    await store.put(asset, key, verified(data), size=len(data), digest="new", owner=OWNER)
+    assert supa.counts["tus.create"] == 2
+    assert [o for _, o, _ in supa.tus_log][-3:] == [0, CHUNK, 2 * CHUNK]
+    with pytest.raises(ShortBody):
+        await store.put(asset, key, verified(data, crash_after=CHUNK), size=len(data),
+                        digest="again", owner=OWNER)
+    supa.uploads.clear()  # the upload URL expired (404 on HEAD)
+    await store.put(asset, key, verified(data), size=len(data), digest="again", owner=OWNER)
+    assert supa.counts["tus.create"] == 4
+    assert len({w.sha256 for w in supa.write_log}) == 1  # never different bytes
+
+
+async def test_a_lost_lease_stops_the_upload(seed: Seed, store: SupabaseStore,
+                                             supa: SupabaseStandIn) -> None:
+    asset, data = await claimed(seed, store), blob(13 * MiB)
+    seed.expire_lease(asset.id)
+    assert await store.claim(asset.id, "poller-b:2", 300)
+    with pytest.raises(LeaseLost):
+        await store.put(asset, key_of(asset), verified(data), size=len(data), digest="d",
+                        owner=OWNER)
+    assert supa.writes == {} and supa.tus_received == {}
+
+
+async def test_a_server_error_mid_upload_is_transient_and_resumable(
+        seed: Seed, store: SupabaseStore, supa: SupabaseStandIn) -> None:
+    """A 503 on the second chunk defers the row; the next attempt resumes after chunk one."""
+    asset, data = await claimed(seed, store), blob(14 * MiB, seed=5)
+    key = key_of(asset)
+
+    async def flaky() -> AsyncIterator[bytes]:
+        async for piece in verified(data):
+            yield piece
+            if supa.tus_received[f"{BUCKET}/{key}"] == CHUNK and not supa.faults:
+                supa.inject("tus.patch", Fault("status", status=503))
+
+    with pytest.raises(ServerError) as failed:
+        await store.put(asset, key, flaky(), size=len(data), digest="d", owner=OWNER)
+    assert failed.value.transient
+    await store.put(asset, key, verified(data), size=len(data), digest="d", owner=OWNER)
+    assert [o for _, o, _ in supa.tus_log] == [0, CHUNK, 2 * CHUNK]
+    assert supa.writes[f"{BUCKET}/{key}"] == 1
+
+
+@pytest.mark.parametrize("key", ["../escape.mp4", "/abs.mp4", "videos//a.mp4",
+                                 "videos/./a.mp4", "videos/../../a.mp4", "videos\\a.mp4", ""])
+async def test_put_refuses_keys_outside_the_bucket(seed: Seed, store: SupabaseStore,
+                                                   supa: SupabaseStandIn, key: str) -> None:
+    asset = await claimed(seed, store)
+    before = supa.total()
+    with pytest.raises(RequestRejected):
+        await store.put(asset, key, verified(b"abc"), size=3, digest="d", owner=OWNER)
+    assert supa.writes == {} and supa.total() == before  # refused before any request
