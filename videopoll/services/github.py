@@ -39,6 +39,13 @@ def github_headers(token: str) -> dict[str, str]:
     }
 
 
+def json_of(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ProtocolError(f"github: {what} answer is not JSON", service=SERVICE) from None
+
+
 def parse_pointer(data: bytes) -> tuple[str, int] | None:
     match = _POINTER.match(data)
     return (match["oid"].decode(), int(match["size"])) if match else None
@@ -124,8 +131,8 @@ class GitHubArtifacts:
     async def _tree(self, sha: str, recursive: bool) -> dict[str, Any]:
         # Any value of `recursive` turns recursion on, so it is omitted to turn it off.
         suffix = "?recursive=1" if recursive else ""
-        body = (await self._get(f"/repos/{self.repo}/git/trees/{sha}{suffix}",
-                                what="tree")).json()
+        body = json_of(await self._get(f"/repos/{self.repo}/git/trees/{sha}{suffix}",
+                                       what="tree"), "tree")
         if not isinstance(body, dict) or not isinstance(body.get("tree"), list):
             raise ProtocolError("github: tree answer has no 'tree' list", service=SERVICE)
         return body
@@ -199,8 +206,8 @@ class GitHubArtifacts:
                   "objects": [{"oid": ref.lfs_oid, "size": ref.size}]},
             headers={"Accept": lfs_type, "Content-Type": lfs_type,
                      "Authorization": self._lfs_auth})
-        body = (await send(self.downloads, request, service=SERVICE, budget=self.budget,
-                           what="LFS batch")).json()
+        body = json_of(await send(self.downloads, request, service=SERVICE,
+                                  budget=self.budget, what="LFS batch"), "LFS batch")
         try:
             obj = body["objects"][0]
             if "error" in obj:
@@ -224,7 +231,8 @@ class GitHubArtifacts:
             return [("github", False, self._not_found(exc).message)]
         left = repo.headers.get("x-ratelimit-remaining")
         limit = repo.headers.get("x-ratelimit-limit")
-        visibility = "private" if repo.json().get("private") else "public"
+        info = json_of(repo, "repository")
+        visibility = "private" if isinstance(info, dict) and info.get("private") else "public"
         checks = [("github", True, f"{self.repo} visible ({visibility}); "
                                    f"rate limit {left}/{limit} left")]
         try:

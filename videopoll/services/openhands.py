@@ -177,7 +177,10 @@ class OpenHandsAgent:
         # (the request never arrived) are retried.
         response = await send(self.client, request, service=SERVICE, budget=self.budget,
                               idempotent=False, what="start conversation")
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
         if not isinstance(body, dict) or "id" not in body:
             raise ProtocolError("openhands: start answer has no task id", service=SERVICE)
         return map_task(body)
