@@ -63,10 +63,13 @@ class TusClient:
         if kind.startswith("text/plain"):
             text = " ".join(response.text.split())[:160]
         elif kind.startswith("application/json"):
-            body = response.json()
-            if isinstance(body, dict):
-                status = int(body.get("statusCode") or status)
-                text = " ".join(str(body.get("message", "")).split())[:160]
+            try:
+                body = response.json()
+                if isinstance(body, dict):
+                    status = int(body.get("statusCode") or status)
+                    text = " ".join(str(body.get("message", "")).split())[:160]
+            except ValueError:  # a broken error body: the HTTP status must do
+                pass
         shown = f" (HTTP {status}): {text}" if text else f" (HTTP {status})"
         if status == 404 and "Bucket not found" in text:
             return ConfigError(f"storage bucket {self.bucket!r} does not exist",
