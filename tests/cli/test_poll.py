@@ -122,3 +122,14 @@ def test_limit_takes_the_oldest(stack: Stack) -> None:
     stack.video()
     result = stack.cli("poll", "--limit", "1", "--json").json
     assert [i["asset_id"] for i in result["items"]] == [first]
+
+
+def test_redirected_downloads_never_carry_our_token_to_the_other_host(stack: Stack,
+                                                                       video: bytes) -> None:
+    asset, _, _ = stack.video("RUNNING", "finished", commit=video)
+    stack.sandbox.github.redirect = 302
+    assert stack.cli("poll", "--json").json["processed"] == 1
+    assert stack.seed.object(stack.key(asset)) == video
+    objects = stack.sandbox.github.objects
+    assert objects.counts["redirected"] == 1
+    assert objects.authorizations("redirected") == [None]
