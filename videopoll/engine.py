@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 from .errors import ArtifactError, AuthError, ServiceError, VideopollError
 from .model import Action, AgentState, Item, PassError, PassSummary, Status, VideoAsset
@@ -20,6 +21,7 @@ from .ports import AgentAPI, ArtifactSource, Store
 from .transfer import check_github_path
 from .transfers import Transfers
 
+T = TypeVar("T")
 NOT_FOUND_GRACE = 300.0  # an id OpenHands does not know yet: give it five minutes
 
 
@@ -33,6 +35,7 @@ class EngineConfig:
     concurrency: int = 4
     lease: float = 300.0
     max_attempts: int = 3
+    writes_in_flight: int = 12  # row decisions at once (the store's connection pool size)
 
 
 class Pass:
@@ -133,7 +136,8 @@ class Poller:
         except ServiceError as exc:
             await run.defer_all(rows, exc)
             return
-        for row in rows:
+
+        async def one(row: VideoAsset) -> None:
             task = tasks.get(row.start_task_id or "")
             if task is None:
                 if self._older_than(row, run.now, self.config.not_found_grace):
@@ -150,10 +154,25 @@ class Poller:
             else:
                 run.note(row, row.status, Action.SKIPPED, "changed by another poller")
 
+        await self._each(rows, one)
+
+    async def _each(self, rows: list[VideoAsset],
+                    decide: Callable[[VideoAsset], Awaitable[T]]) -> list[T]:
+        """Decide every row at once: each decision is a store write or two, and waiting for
+        them one by one would make a pass as slow as the original's per-row loop."""
+        gate = asyncio.Semaphore(self.config.writes_in_flight)
+
+        async def gated(row: VideoAsset) -> T:
+            async with gate:
+                return await decide(row)
+
+        return list(await asyncio.gather(*(gated(row) for row in rows)))
+
     async def _states(self, run: Pass, rows: list[VideoAsset]) -> list[VideoAsset]:
         """Ask the agent about every conversation at once; return rows ready to collect."""
-        asked: list[VideoAsset] = []
-        for row in rows:
+
+        async def screen(row: VideoAsset) -> VideoAsset | None:
+            """Rows worth asking about; the others are settled without a request."""
             if row.status is Status.TRANSFERRING and row.claimed_until and \
                     row.claimed_until > run.now and row.claimed_by != self.owner:
                 run.note(row, row.status, Action.SKIPPED, "being transferred by another poller")
@@ -164,8 +183,11 @@ class Poller:
                     check_github_path(row.github_path, self.config.github_dir)
                 except ArtifactError as exc:
                     await run.fail(row, exc.message)
-                    continue
-                asked.append(row)
+                    return None
+                return row
+            return None
+
+        asked = [row for row in await self._each(rows, screen) if row is not None]
         if not asked:
             return []
         try:
@@ -174,12 +196,12 @@ class Poller:
         except ServiceError as exc:
             await run.defer_all(asked, exc)
             return []
-        finished = []
-        for row in asked:
-            state = states.get(_normalise(row.conversation_id or "") or "")
-            if (ready := await self._apply(run, row, state)) is not None:
-                finished.append(ready)
-        return finished
+
+        async def apply(row: VideoAsset) -> VideoAsset | None:
+            return await self._apply(run, row,
+                                     states.get(_normalise(row.conversation_id or "") or ""))
+
+        return [row for row in await self._each(asked, apply) if row is not None]
 
     async def _apply(self, run: Pass, row: VideoAsset, state: AgentState | None
                      ) -> VideoAsset | None:
@@ -216,21 +238,22 @@ class Poller:
         except ServiceError as exc:
             await run.defer_all(rows, exc)
             return
-        jobs = []
-        for row in rows:
-            ref = refs.get(row.github_path or "")
-            if ref is None:
-                waited = (run.now - (row.finished_at or run.now)).total_seconds()
-                if waited >= self.config.artifact_grace:
-                    await run.fail(row, "conversation finished but video not in GitHub")
-                else:
-                    left = int(self.config.artifact_grace - waited)
-                    run.wait(row, f"finished; waiting for the file on GitHub ({left}s left)",
-                             Status.FINISHED)
-                continue
-            run.summary.found += 1
-            jobs.append(self.transfers.run(run, row, ref))
-        await asyncio.gather(*jobs)
+
+        async def absent(row: VideoAsset) -> None:
+            waited = (run.now - (row.finished_at or run.now)).total_seconds()
+            if waited >= self.config.artifact_grace:
+                await run.fail(row, "conversation finished but video not in GitHub")
+            else:
+                left = int(self.config.artifact_grace - waited)
+                run.wait(row, f"finished; waiting for the file on GitHub ({left}s left)",
+                         Status.FINISHED)
+
+        found = [(row, ref) for row in rows if (ref := refs.get(row.github_path or ""))]
+        run.summary.found += len(found)
+        missing = [row for row in rows if refs.get(row.github_path or "") is None]
+        # Transfers bound their own downloads (VIDEOPOLL_CONCURRENCY); the rest overlaps.
+        await asyncio.gather(self._each(missing, absent),
+                             *(self.transfers.run(run, row, ref) for row, ref in found))
 
     def _older_than(self, row: VideoAsset, now: datetime, seconds: float) -> bool:
         return (now - row.age_from).total_seconds() >= seconds

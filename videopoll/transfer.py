@@ -5,6 +5,7 @@ input ends cleanly therefore never stores a truncated body, an HTML page or wron
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator, Callable
@@ -49,19 +50,43 @@ def _is_mp4(head: bytes) -> bool:
 
 
 class _Digest:
+    """The hash GitHub listed, fed in batches on a worker thread (hashlib drops the GIL), so
+    hashing a large file overlaps with moving its bytes instead of stalling the event loop."""
+
+    BATCH = 4 * 1024 * 1024
+
     def __init__(self, ref: ArtifactRef) -> None:
-        self.ref = ref
         if ref.lfs_oid:
             self._hash: Any = hashlib.sha256()
             self.expected = ref.lfs_oid
         else:
             self._hash = hashlib.sha1(b"blob %d\0" % ref.size)
             self.expected = ref.sha
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._running: asyncio.Future[None] | None = None
 
-    def update(self, data: bytes) -> None:
-        self._hash.update(data)
+    def _feed(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._hash.update(piece)
 
-    def ok(self) -> bool:
+    async def update(self, data: bytes) -> None:
+        self._batch.append(data)
+        self._batched += len(data)
+        if self._batched >= self.BATCH:
+            await self._drain()
+            pieces, self._batch, self._batched = self._batch, [], 0
+            self._running = asyncio.ensure_future(asyncio.to_thread(self._feed, pieces))
+
+    async def _drain(self) -> None:
+        if self._running is not None:
+            await self._running
+            self._running = None
+
+    async def ok(self) -> bool:
+        await self._drain()
+        self._feed(self._batch)
+        self._batch = []
         return bool(self._hash.hexdigest() == self.expected)
 
 
@@ -89,7 +114,7 @@ async def verified(
         seen += len(piece)
         if seen > ref.size:
             raise ContentMismatch(f"got more than the {ref.size} bytes GitHub listed")
-        digest.update(piece)
+        await digest.update(piece)
         if progress is not None:
             progress(len(piece))
         if len(head) < 8:
@@ -109,7 +134,7 @@ async def verified(
     if seen < ref.size:
         what = "got an HTML page instead of the video" if html else "download ended"
         raise ShortBody(f"{what} ({seen} of {ref.size} bytes)")
-    if not digest.ok():
+    if not await digest.ok():
         if html:
             raise ContentMismatch("got an HTML page instead of the video")
         kind = "sha256" if ref.lfs else "git blob SHA-1"

@@ -4,7 +4,7 @@ store while the lease is renewed, then mark ready — or release, defer or fail 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from .errors import (
@@ -43,7 +43,7 @@ class Transfers:
         self.config = config
         self.owner = owner
         self.progress = progress
-        # Downloads in flight at once; claims and row writes of other videos do not wait.
+        # GitHub downloads in flight at once (GitHub asks for few concurrent requests).
         self.gate = asyncio.Semaphore(config.concurrency)
 
     async def run(self, run: Pass, row: VideoAsset, ref: ArtifactRef) -> None:
@@ -66,8 +66,7 @@ class Transfers:
             await run.defer(row, exc, record=False)
             return
         try:
-            async with self.gate:
-                await self._copy_under_lease(row, ref, key)
+            await self._copy_under_lease(row, ref, key)
             stored = await self.store.mark_ready(row.id, self.owner, key)
         except (ConfigError, AuthError):
             await self._release(row)
@@ -115,7 +114,9 @@ class Transfers:
             done += n
             tick(done)
 
-        chunks = verified(self.artifacts.open(ref), ref, progress=count)
+        raw = self.artifacts.open(ref)
+        source = self._gated(raw)
+        chunks = verified(source, ref, progress=count)
         copy = asyncio.ensure_future(self.store.put(
             row, key, chunks, size=ref.size, digest=ref.lfs_oid or ref.sha, owner=self.owner))
         renew = asyncio.ensure_future(self._renew(row))
@@ -130,6 +131,18 @@ class Transfers:
             for task in (copy, renew):
                 task.cancel()
             await asyncio.gather(copy, renew, return_exceptions=True)
+            # Close the streams now rather than at garbage collection: that frees the
+            # download slot and the HTTP connection at once.
+            for stream in (chunks, source, raw):
+                if isinstance(stream, AsyncGenerator):
+                    await stream.aclose()
+
+    async def _gated(self, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Hold a download slot only while GitHub's bytes flow; the claim before and the
+        upload and row write after do not wait for one."""
+        async with self.gate:
+            async for piece in source:
+                yield piece
 
     async def _renew(self, row: VideoAsset) -> None:
         while True:

@@ -133,3 +133,19 @@ def test_redirected_downloads_never_carry_our_token_to_the_other_host(stack: Sta
     objects = stack.sandbox.github.objects
     assert objects.counts["redirected"] == 1
     assert objects.authorizations("redirected") == [None]
+
+
+def test_error_reasons_are_rationed_per_pass(stack: Stack) -> None:
+    """Each agent error could cost an events request; a pass spends at most four (OpenHands
+    Cloud allows 10 requests a second), the rest keep a generic reason."""
+    rows = []
+    for n in range(6):
+        asset, cid, _ = stack.video("RUNNING", "error")
+        stack.sandbox.openhands.add_error_event(cid, "AgentError", f"render {n} crashed")
+        rows.append(asset)
+    summary = stack.cli("poll", "--json").json
+    assert summary["failed"] == 6
+    assert stack.sandbox.openhands.counts["events"] == 4
+    reasons = sorted(stack.seed.row(a)["error"] for a in rows)
+    assert sum(r.startswith("render") for r in reasons) == 4
+    assert reasons.count("agent error") == 2

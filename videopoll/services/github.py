@@ -117,12 +117,12 @@ class GitHubArtifacts:
             raise ProtocolError("github: head commit answer is not a SHA", service=SERVICE)
         if head != cached.get("head") or "listing" not in cached:
             listing = await self._list_tree(head)
-        await self._save(listing=listing, pointers=pointers, head=head,
+        await self._save(cached, listing=listing, pointers=pointers, head=head,
                          etag=response.headers.get("etag"))
         return listing, pointers
 
-    async def _save(self, **changes: Any) -> None:
-        value = await self.state.get_state(self._key) or {}
+    async def _save(self, base: dict[str, Any] | None = None, **changes: Any) -> None:
+        value = dict(base) if base is not None else await self.state.get_state(self._key) or {}
         for key, item in changes.items():
             value[key] = ({k: list(v) for k, v in item.items()} if isinstance(item, dict)
                           else item)
@@ -191,7 +191,7 @@ class GitHubArtifacts:
         response = await send(client, request, service=SERVICE, budget=self.budget,
                               stream=True, what="download")
         try:
-            async for piece in response.aiter_bytes(1024 * 1024):
+            async for piece in response.aiter_bytes():
                 yield piece
         except httpx.TransportError as exc:
             raise ShortBody(f"download broke off ({type(exc).__name__})") from None

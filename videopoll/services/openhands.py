@@ -15,11 +15,13 @@ import httpx
 
 from ..errors import ProtocolError
 from ..model import AgentState, StartTask, Status, normalise_id
-from .http import Budget, send
+from .http import Budget, Pacer, send
 
 SERVICE = "openhands"
 STATE_BATCH = 99  # GET /app-conversations answers 400 for 100 ids or more
 TASK_BATCH = 100
+REASONS_PER_PASS = 4  # error-event lookups a pass may spend; the rest keep a generic reason
+RATE = 10  # requests a second (OpenHands Cloud's per-user limit)
 SANDBOX = frozenset({"STARTING", "RUNNING", "PAUSED", "ERROR", "MISSING"})
 EXECUTION = frozenset({"idle", "running", "paused", "waiting_for_confirmation", "finished",
                        "error", "stuck", "deleting"})
@@ -97,10 +99,12 @@ class OpenHandsAgent:
                  ) -> None:
         self.client = client
         self.budget = budget
-        self._gate = asyncio.Semaphore(concurrency)  # historically 10 req/s per user
+        self._gate = asyncio.Semaphore(concurrency)
+        self._pace = Pacer(RATE)
 
     async def _get(self, url: str, params: Any = None, *, what: str) -> Any:
         async with self._gate:
+            await self._pace.wait()
             request = self.client.build_request("GET", url, params=params)
             response = await send(self.client, request, service=SERVICE, budget=self.budget,
                                   what=what)
@@ -125,6 +129,7 @@ class OpenHandsAgent:
         items = [item for answer in answers for item in answer]
         out: dict[str, AgentState | None] = {}
         follow_ups = []
+        reasons = REASONS_PER_PASS
         for conversation_id, item in zip(ids, items, strict=True):
             if item is None:
                 out[conversation_id] = None
@@ -132,23 +137,28 @@ class OpenHandsAgent:
             if not isinstance(item, dict):
                 raise ProtocolError("openhands: a conversation is not an object", service=SERVICE)
             sandbox, execution = item.get("sandbox_status"), item.get("execution_status")
-            out[conversation_id] = mapped = map_state(sandbox, execution)
+            out[conversation_id] = map_state(sandbox, execution)
+            # PAUSED/MISSING need their events to be decided at all; an agent's error only
+            # for its wording, so those lookups are rationed (`status` always shows it).
             ambiguous = sandbox in ("PAUSED", "MISSING")
-            if ambiguous or mapped.state is Status.FAILED:
-                follow_ups.append(self._explain(conversation_id, sandbox, execution, ambiguous))
+            if ambiguous or (execution in ("error", "stuck") and reasons > 0):
+                wanted = reasons > 0
+                reasons -= wanted
+                follow_ups.append(self._explain(conversation_id, sandbox, execution, ambiguous,
+                                                wanted))
         for conversation_id, explained in await asyncio.gather(*follow_ups):
             out[conversation_id] = explained
         return out
 
     async def _explain(self, conversation_id: str, sandbox: str | None, execution: str | None,
-                       ambiguous: bool) -> tuple[str, AgentState]:
+                       ambiguous: bool, reason_wanted: bool = True) -> tuple[str, AgentState]:
         newest = None
         if ambiguous:
             events = await self._events(conversation_id, "ConversationStateUpdateEvent")
             newest = next((str(e.get("value")) for e in events
                            if e.get("key") == "execution_status"), None)
         reason = None
-        if map_state(sandbox, execution, newest).state is Status.FAILED:
+        if reason_wanted and map_state(sandbox, execution, newest).state is Status.FAILED:
             errors = await self._events(conversation_id, "ConversationErrorEvent", limit=1)
             if errors:
                 reason = " ".join(str(errors[0].get("detail") or errors[0].get("code")).split())
