@@ -8,10 +8,13 @@ last to be exactly 6 MiB (DESIGN 8.3).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -187,27 +190,104 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
         url = await tus.create(name=name, size=size, content_type=content_type)
         if not await save(url, 0, hasher.hexdigest()):
             raise _lease_lost()
-    chunk = bytearray()  # filled up to CHUNK, sent in small pieces, then reused
-    async for piece in _prepend(bytes(pending), stream):
-        if offset + len(chunk) + len(piece) > size:
-            raise ContentMismatch(f"{name}: more than {size} bytes")
-        view = memoryview(piece)
-        while view:
-            room = CHUNK - len(chunk)
-            chunk += view[:room]
-            view = view[room:]
-            if len(chunk) == CHUNK and offset + CHUNK < size:  # never the last chunk here
-                offset = await tus.patch(url, offset, chunk)
-                hasher.update(chunk)
-                chunk.clear()
-                if not await save(url, offset, hasher.hexdigest()):
-                    raise _lease_lost()
-    if offset + len(chunk) != size:
-        raise ContentMismatch(f"{name}: got {offset + len(chunk)} bytes, expected {size}")
-    if chunk:
-        offset = await tus.patch(url, offset, chunk)
-        hasher.update(chunk)
-        await save(url, offset, hasher.hexdigest())  # the object is in: a lost lease is moot
+    pipe = _Pipeline(tus, url, offset, hasher, save)
+    chunk = bytearray()  # filled up to CHUNK, then handed to the pipeline
+    try:
+        async for piece in _prepend(bytes(pending), stream):
+            if pipe.end + len(chunk) + len(piece) > size:
+                raise ContentMismatch(f"{name}: more than {size} bytes")
+            view = memoryview(piece)
+            while view:
+                room = CHUNK - len(chunk)
+                chunk += view[:room]
+                view = view[room:]
+                if len(chunk) == CHUNK and pipe.end + CHUNK < size:  # never the last chunk
+                    await pipe.send(bytes(chunk))
+                    chunk.clear()
+        if pipe.end + len(chunk) != size:
+            raise ContentMismatch(f"{name}: got {pipe.end + len(chunk)} bytes, expected {size}")
+        if chunk:
+            await pipe.send(bytes(chunk))
+        await pipe.finish()
+    except asyncio.CancelledError:
+        await pipe.cancel()
+        raise
+    except BaseException:
+        # The stream failed (a bad hash, a broken download): keep what is already on its way
+        # and its saved position, so the next attempt resumes rather than starts over.
+        await pipe.drain()
+        raise
+
+
+class _Pipeline:
+    """Chunks go out one at a time, in order, while the next one is being read; the position
+    is saved on the row after each accepted chunk, also without holding up the next one.
+    At most one PATCH and one save are in flight, so memory stays at about three chunks."""
+
+    def __init__(self, tus: TusClient, url: str, offset: int, hasher: Any, save: Save) -> None:
+        self.tus, self.url, self.hasher, self.save = tus, url, hasher, save
+        self.end = offset  # bytes handed over so far (sent or in flight)
+        self._patch: asyncio.Task[tuple[int, str]] | None = None
+        self._save: asyncio.Task[bool] | None = None
+
+    async def send(self, data: bytes) -> None:
+        await self._settle_patch()
+        at, self.end = self.end, self.end + len(data)
+        self._patch = asyncio.ensure_future(self._put(at, data))
+
+    async def _put(self, at: int, data: bytes) -> tuple[int, str]:
+        offset = await self.tus.patch(self.url, at, data)
+        self.hasher.update(data)
+        return offset, self.hasher.hexdigest()
+
+    async def _settle_patch(self) -> None:
+        if self._patch is None:
+            return
+        offset, prefix = await self._patch
+        self._patch = None
+        await self._settle_save()
+        self._save = asyncio.ensure_future(self.save(self.url, offset, prefix))
+
+    async def _settle_save(self) -> None:
+        if self._save is None:
+            return
+        held = await self._save
+        self._save = None
+        if not held:
+            raise _lease_lost()
+
+    async def finish(self) -> None:
+        """Wait for the last chunk, then save the final position; once the last PATCH is
+        accepted the object is in, so a lease lost meanwhile no longer matters."""
+        if self._patch is None:
+            return
+        offset, prefix = await self._patch
+        self._patch = None
+        if self._save is not None:
+            await self._save
+            self._save = None
+        await self.save(self.url, offset, prefix)
+
+    async def drain(self) -> None:
+        """Let the chunk in flight land and its position be saved; errors do not matter
+        any more (the caller is already failing)."""
+        with contextlib.suppress(Exception):
+            if self._patch is not None:
+                offset, prefix = await self._patch
+                self._patch = None
+                if self._save is not None:
+                    await self._save
+                self._save = asyncio.ensure_future(self.save(self.url, offset, prefix))
+            if self._save is not None:
+                await self._save
+        await self.cancel()
+
+    async def cancel(self) -> None:
+        for task in (self._patch, self._save):
+            if task is not None and not task.done():
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._patch, self._save) if t is not None),
+                             return_exceptions=True)
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
