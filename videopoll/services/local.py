@@ -8,6 +8,7 @@ so several `videopoll poll` processes on one file claim each row exactly once.
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import os
 import sqlite3
@@ -223,6 +224,10 @@ class LocalStore:
         part = target.with_name(f"{target.name}.part-{SAFE_OWNER.sub('_', owner)[:80]}")
         with disk():
             target.parent.mkdir(parents=True, exist_ok=True)
+            # A poller killed mid-write (SIGKILL runs no clean-up) left its temp file; we hold
+            # the claim now, so any other writer of this key has lost its lease: sweep them.
+            for stale in target.parent.glob(f"{glob.escape(target.name)}.part-*"):
+                stale.unlink(missing_ok=True)
             out = open(part, "wb")  # closed by the `with out` just below
         try:
             with out:
