@@ -35,7 +35,7 @@ class EngineConfig:
     concurrency: int = 4
     lease: float = 300.0
     max_attempts: int = 3
-    writes_in_flight: int = 12  # row decisions at once (the store's connection pool size)
+    writes_in_flight: int = 16  # row decisions at once (the store's connection pool size)
 
 
 class Pass:

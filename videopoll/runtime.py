@@ -79,7 +79,8 @@ class Runtime:
         from .services.supabase import SupabaseStore  # heavy import: only when used
 
         assert s.supabase_url is not None and s.supabase_key is not None  # require() ran
-        client = self.client("store", s.supabase_url, max_connections=s.concurrency * 2 + 4)
+        # Row writes of a pass go out together (EngineConfig.writes_in_flight): pool for them.
+        client = self.client("store", s.supabase_url, max_connections=max(16, s.concurrency * 4))
         store = await SupabaseStore.connect(client, url=s.supabase_url,
                                             key=s.supabase_key.get(), bucket=s.bucket)
         self._stack.push_async_callback(store.close)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -164,3 +165,22 @@ async def test_a_service_echoing_our_token_is_scrubbed_at_the_client_layer() -> 
             await send(client, client.build_request("GET", "/x"), service="github",
                        budget=Budget())
     assert "ghp_ECHOED123" not in info.value.message and "bad ***" in info.value.message
+
+
+async def test_pacing_starts_after_the_first_429() -> None:
+    from videopoll.services.http import Pacer
+
+    now = [0.0]
+    pacer = Pacer(2, 1.0, clock=lambda: now[0])
+    for _ in range(5):
+        await pacer.wait()  # no 429 yet: never waits
+    await pacer.watch(httpx.Response(429))
+    assert pacer.active
+    await pacer.wait()
+    await pacer.wait()
+    assert list(pacer._sent) == [0.0, 0.0]
+    now[0] = 0.99  # a third request within the second waits out the window (0.01 s here)
+    started = time.monotonic()
+    await pacer.wait()
+    assert time.monotonic() - started >= 0.009
+    assert list(pacer._sent) == [0.0, 0.99]

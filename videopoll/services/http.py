@@ -65,16 +65,25 @@ def tls_context() -> ssl.SSLContext:
 
 
 class Pacer:
-    """At most `rate` requests per `per` seconds (OpenHands Cloud allows 10 a second per
-    user): waiting a little beats a 429 and a retry."""
+    """At most `rate` requests per `per` seconds, once the service has said 429: a server
+    without a limit is not slowed down, and one with a limit (OpenHands Cloud: 10 a second
+    per user) is not hammered after its first refusal."""
 
     def __init__(self, rate: int, per: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.per, self.clock = rate, per, clock
+        self.active = False
         self._sent: collections.deque[float] = collections.deque()
         self._lock = asyncio.Lock()
 
+    async def watch(self, response: httpx.Response) -> None:
+        """An httpx response hook: the first 429 switches pacing on."""
+        if response.status_code == 429:
+            self.active = True
+
     async def wait(self) -> None:
+        if not self.active:
+            return
         async with self._lock:
             now = self.clock()
             while self._sent and now - self._sent[0] >= self.per:

@@ -101,6 +101,7 @@ class OpenHandsAgent:
         self.budget = budget
         self._gate = asyncio.Semaphore(concurrency)
         self._pace = Pacer(RATE)
+        client.event_hooks["response"].append(self._pace.watch)
 
     async def _get(self, url: str, params: Any = None, *, what: str) -> Any:
         async with self._gate:
