@@ -15,13 +15,23 @@ from datetime import datetime
 from typing import TypeVar
 
 from .errors import ArtifactError, AuthError, ServiceError, VideopollError
-from .model import Action, AgentState, Item, PassError, PassSummary, Status, VideoAsset
+from .model import (
+    Action,
+    AgentState,
+    ArtifactRef,
+    Item,
+    PassError,
+    PassSummary,
+    Status,
+    VideoAsset,
+)
 from .model import normalise_id as _normalise
 from .ports import AgentAPI, ArtifactSource, Store
 from .transfer import check_github_path
 from .transfers import Transfers
 
 T = TypeVar("T")
+Refs = dict[str, ArtifactRef | None]
 NOT_FOUND_GRACE = 300.0  # an id OpenHands does not know yet: give it five minutes
 
 
@@ -118,9 +128,12 @@ class Poller:
         starting = [r for r in rows if not r.conversation_id]
         running = [r for r in rows if r.conversation_id]
         await self._resolve(run, starting)
-        finished = await self._states(run, running)
-        if finished:
-            await self._collect(run, finished)
+        finished, listing = await self._states(run, running)
+        if finished and listing is not None:
+            await self._collect(run, finished, listing)
+        elif listing is not None:  # every finished row was taken by another poller
+            listing.cancel()
+            await asyncio.gather(listing, return_exceptions=True)
         summary = run.summary
         summary.items = [run.items[r.id] for r in rows if r.id in run.items]
         summary.duration_ms = int((self.monotonic() - started) * 1000)
@@ -168,8 +181,10 @@ class Poller:
 
         return list(await asyncio.gather(*(gated(row) for row in rows)))
 
-    async def _states(self, run: Pass, rows: list[VideoAsset]) -> list[VideoAsset]:
-        """Ask the agent about every conversation at once; return rows ready to collect."""
+    async def _states(self, run: Pass, rows: list[VideoAsset]
+                      ) -> tuple[list[VideoAsset], asyncio.Future[Refs] | None]:
+        """Ask the agent about every conversation at once; return the rows ready to collect
+        and the GitHub listing for them, already under way while their rows are written."""
 
         async def screen(row: VideoAsset) -> VideoAsset | None:
             """Rows worth asking about; the others are settled without a request."""
@@ -189,19 +204,30 @@ class Poller:
 
         asked = [row for row in await self._each(rows, screen) if row is not None]
         if not asked:
-            return []
+            return [], None
         try:
             states = await self.agent.states([_normalise(r.conversation_id or "") or ""
                                               for r in asked])
         except ServiceError as exc:
             await run.defer_all(asked, exc)
-            return []
+            return [], None
+        done = [r.github_path or "" for r in asked
+                if (s := states.get(_normalise(r.conversation_id or "") or "")) is not None
+                and s.state is Status.FINISHED]
+        listing = asyncio.ensure_future(self.artifacts.find(done)) if done else None
 
         async def apply(row: VideoAsset) -> VideoAsset | None:
             return await self._apply(run, row,
                                      states.get(_normalise(row.conversation_id or "") or ""))
 
-        return [row for row in await self._each(asked, apply) if row is not None]
+        try:
+            decided = await self._each(asked, apply)
+        except BaseException:
+            if listing is not None:
+                listing.cancel()
+                await asyncio.gather(listing, return_exceptions=True)
+            raise
+        return [row for row in decided if row is not None], listing
 
     async def _apply(self, run: Pass, row: VideoAsset, state: AgentState | None
                      ) -> VideoAsset | None:
@@ -231,10 +257,11 @@ class Poller:
             return replace(row, finished_at=row.finished_at or run.now)
         return None
 
-    async def _collect(self, run: Pass, rows: list[VideoAsset]) -> None:
+    async def _collect(self, run: Pass, rows: list[VideoAsset], listing: Awaitable[Refs]
+                       ) -> None:
         """One listing for every finished row, then the transfers, overlapping."""
         try:
-            refs = await self.artifacts.find([r.github_path or "" for r in rows])
+            refs = await listing
         except ServiceError as exc:
             await run.defer_all(rows, exc)
             return

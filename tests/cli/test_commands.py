@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from .conftest import Stack
+import pytest
+
+from .conftest import Stack, SupabaseSeed
 
 ROW_KEYS = {"id", "lesson_id", "conversation_id", "status", "storage_path", "error", "attempts",
             "github_path", "created_at", "updated_at"}
@@ -142,3 +144,18 @@ def test_help_version_and_schema(stack: Stack) -> None:
         assert command in help_text
     assert "Example: videopoll poll --json" in stack.cli("poll", "--help").out
     assert stack.cli("--version").out.startswith("videopoll ")
+
+
+def test_a_missing_bucket_is_a_configuration_error_and_doctor_fix_makes_it(
+        stack: Stack, video: bytes) -> None:
+    if not isinstance(stack.seed, SupabaseSeed):
+        pytest.skip("the local store's bucket is a folder it makes when it opens")
+    asset, _, _ = stack.video("RUNNING", "finished", commit=video)
+    stack.seed.sql("delete from storage.buckets where id = 'lesson-assets'")
+    result = stack.cli("poll", "--json")
+    assert result.code == 2 and "VIDEOPOLL_BUCKET" in result.err + result.out
+    assert stack.seed.row(asset)["status"] in ("finished", "generating")
+    assert stack.cli("doctor").code == 1
+    fixed = stack.cli("doctor", "--fix", "--json")
+    assert fixed.code == 0, fixed.out
+    assert stack.cli("poll", "--json").json["processed"] == 1
