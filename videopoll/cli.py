@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Coroutine, Sequence
 from typing import Annotated, Any, TypeVar
@@ -22,7 +22,6 @@ T = TypeVar("T")
 
 app = typer.Typer(
     name="videopoll",
-    help="Move AI-generated lesson videos from OpenHands + GitHub into Supabase Storage.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # never print locals: they hold tokens
     rich_markup_mode=None,
@@ -72,7 +71,10 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
             task.cancel()
 
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+        # Signal handlers exist only on POSIX and only in the main thread (not under tests'
+        # worker threads, for instance); elsewhere SIGTERM keeps its default.
+        handled = sys.platform != "win32" and threading.current_thread() is threading.main_thread()
+        if handled:
             loop.add_signal_handler(signal.SIGTERM, terminate)
         try:
             return await coro
@@ -81,7 +83,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
                 raise Interrupted("terminated") from None
             raise
         finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            if handled:
                 loop.remove_signal_handler(signal.SIGTERM)
 
     try:

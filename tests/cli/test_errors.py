@@ -83,3 +83,18 @@ def test_an_unreachable_service_is_exit_1_and_rows_are_deferred(stack: Stack) ->
 def test_usage_errors_are_exit_2(stack: Stack) -> None:
     assert stack.cli("poll", "--limit", "zero").code == 2
     assert stack.cli("no-such-command").code == 2
+
+
+def test_a_401_in_the_middle_of_a_run_ends_it_without_failing_the_video(stack: Stack,
+                                                                        video: bytes) -> None:
+    """The token is revoked between the listing and the download: exit 3, the claim is
+    released, the row is not failed, and the next run (with a good token) stores it."""
+    from videopoll.sandbox.server import Fault
+
+    asset, _, _ = stack.video("RUNNING", "finished", commit=video)
+    stack.sandbox.github.inject("blobs", Fault(
+        "status", status=401, body=b'{"message":"Bad credentials","status":"401"}'))
+    result = stack.cli("poll", "--json")
+    assert result.code == 3 and result.json["error"]["code"] == "auth"
+    assert stack.seed.row(asset)["status"] == "finished"
+    assert stack.cli("poll", "--json").json["processed"] == 1

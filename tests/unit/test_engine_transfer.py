@@ -110,3 +110,22 @@ async def test_claims_expire_and_the_old_holder_cannot_finish(world: World) -> N
     assert await world.store.claim(row.id, "fresh", 300)
     assert not await world.store.mark_ready(row.id, "slow", "videos/x.mp4")
     assert world.row(row.id).claimed_until == world.clock.now() + timedelta(seconds=300)
+
+
+async def test_a_long_transfer_renews_its_lease(world: World) -> None:
+    """A download slower than a third of the lease renews the claim while it streams."""
+    import asyncio
+
+    row = world.video(Status.FINISHED, file=MP4)
+    original = world.artifacts.open
+
+    async def slow(ref: object) -> object:  # type: ignore[misc]
+        async for piece in original(ref):  # type: ignore[arg-type]
+            await asyncio.sleep(0.02)
+            yield piece
+
+    world.artifacts.open = slow  # type: ignore[assignment,method-assign]
+    world.artifacts.chunk_size = 20_000  # 10 pieces, 0.2 s in all
+    summary = await world.poller(lease=0.15).poll_once()
+    assert summary.processed == 1 and world.row(row.id).status is Status.READY
+    assert world.store.count("renew") >= 2
