@@ -37,6 +37,8 @@ from videopoll.sandbox.stack import Sandbox
 from videopoll.services.local import LocalStore
 from videopoll.services.localdb import parse_ts, ts
 
+from ..pgsession import migrated_database
+
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "lesson-assets"
 PENDING = ("starting", "generating", "finished", "transferring")
@@ -542,25 +544,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 @pytest.fixture(scope="session")
 def chaos_pg() -> Iterator[str]:
     """One throw-away database for the session: Supabase's bootstrap plus the migration."""
-    from videopoll.sandbox.pg import (
-        PostgresUnavailable,
-        apply_sql,
-        bootstrap_supabase,
-        ensure_server,
-        fresh_database,
-    )
-    from videopoll.sql import schema_sql
-
-    try:
-        admin = ensure_server()
-    except PostgresUnavailable as exc:
-        if not exc.installed:
-            pytest.skip(f"no PostgreSQL installed: {exc}")
-        raise
-    with fresh_database("videopoll_chaos", dsn=admin) as dsn:
-        bootstrap_supabase(dsn)
-        apply_sql(dsn, schema_sql())
-        yield dsn
+    yield from migrated_database("videopoll_chaos")
 
 
 STORES = [pytest.param("local", id="local"),

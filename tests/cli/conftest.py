@@ -20,6 +20,8 @@ from videopoll.sandbox.mp4 import make_mp4
 from videopoll.sandbox.stack import Sandbox
 from videopoll.services.local import LocalStore
 
+from ..pgsession import migrated_database
+
 
 @dataclass
 class Result:
@@ -187,25 +189,7 @@ class Stack:
 @pytest.fixture(scope="session")
 def supabase_db() -> Iterator[str]:
     """A fresh database for the CLI tests: Supabase's bootstrap plus our migration."""
-    from videopoll.sandbox.pg import (
-        PostgresUnavailable,
-        apply_sql,
-        bootstrap_supabase,
-        ensure_server,
-        fresh_database,
-    )
-    from videopoll.sql import schema_sql
-
-    try:
-        admin = ensure_server()
-    except PostgresUnavailable as exc:
-        if not exc.installed:
-            pytest.skip(f"no PostgreSQL installed: {exc}")
-        raise
-    with fresh_database("videopoll_cli", dsn=admin) as dsn:
-        bootstrap_supabase(dsn)
-        apply_sql(dsn, schema_sql())
-        yield dsn
+    yield from migrated_database("videopoll_cli")
 
 
 @pytest.fixture(params=["local", pytest.param("supabase", marks=pytest.mark.postgres)])

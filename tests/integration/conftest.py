@@ -17,17 +17,12 @@ import httpx
 import psycopg
 import pytest
 
-from videopoll.sandbox.pg import (
-    PostgresUnavailable,
-    apply_sql,
-    bootstrap_supabase,
-    ensure_server,
-    fresh_database,
-)
+from videopoll.sandbox.pg import PostgresUnavailable, ensure_server
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
 from videopoll.services.supabase import SupabaseStore
-from videopoll.sql import schema_sql
+
+from ..pgsession import migrated_database
 
 BUCKET = "lesson-assets"
 
@@ -45,10 +40,7 @@ def pg_admin() -> str:
 @pytest.fixture(scope="session")
 def db(pg_admin: str) -> Iterator[str]:
     """The session's database: Supabase's bootstrap plus the videopoll migration."""
-    with fresh_database("videopoll_it", dsn=pg_admin) as dsn:
-        bootstrap_supabase(dsn)
-        apply_sql(dsn, schema_sql())
-        yield dsn
+    yield from migrated_database("videopoll_it")
 
 
 class Seed:

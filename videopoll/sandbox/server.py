@@ -25,6 +25,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 CHUNK = 64 * 1024
 
 
+def _read_exactly(rfile: Any, remaining: int) -> Iterator[bytes]:
+    while remaining:
+        piece = rfile.read(min(CHUNK, remaining))
+        if not piece:
+            raise ConnectionError("client closed mid-body")
+        remaining -= len(piece)
+        yield piece
+
+
 class Request:
     """One request; the body is read on demand so large uploads stream."""
 
@@ -63,22 +72,10 @@ class Request:
                     while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass
                     return
-                remaining = size
-                while remaining:
-                    piece = rfile.read(min(CHUNK, remaining))
-                    if not piece:
-                        raise ConnectionError("client closed mid-body")
-                    remaining -= len(piece)
-                    yield piece
+                yield from _read_exactly(rfile, size)
                 rfile.readline(3)
         else:
-            remaining = int(self.header("Content-Length") or 0)
-            while remaining:
-                piece = rfile.read(min(CHUNK, remaining))
-                if not piece:
-                    raise ConnectionError("client closed mid-body")
-                remaining -= len(piece)
-                yield piece
+            yield from _read_exactly(rfile, int(self.header("Content-Length") or 0))
 
     def body(self) -> bytes:
         return b"".join(self.stream())
