@@ -14,18 +14,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
-from .errors import ArtifactError, AuthError, ServiceError, VideopollError
+from .errors import ArtifactError, ServiceError
 from .model import (
     Action,
     AgentState,
     ArtifactRef,
-    Item,
     PassError,
     PassSummary,
     Status,
     VideoAsset,
 )
 from .model import normalise_id as _normalise
+from .outcomes import Pass
 from .ports import AgentAPI, ArtifactSource, Store
 from .transfer import check_github_path
 from .transfers import Transfers
@@ -46,58 +46,6 @@ class EngineConfig:
     lease: float = 300.0
     max_attempts: int = 3
     writes_in_flight: int = 16  # row decisions at once (the store's connection pool size)
-
-
-class Pass:
-    """The bookkeeping of one pass: one Item per row, errors, the dry-run switch."""
-
-    def __init__(self, store: Store, now: datetime, dry_run: bool) -> None:
-        self.store = store
-        self.now = now
-        self.dry_run = dry_run
-        self.summary = PassSummary(timestamp=now, dry_run=dry_run)
-        self.items: dict[str, Item] = {}
-
-    def note(self, row: VideoAsset, state: Status, action: Action, detail: str) -> None:
-        changed = self.now if state is not row.status else row.updated_at
-        self.items[row.id] = Item(row.id, row.lesson_id, row.conversation_id, state, action,
-                                  detail, row.created_at, changed)
-
-    def error(self, row: VideoAsset | None, exc: VideopollError, service: str = "") -> None:
-        service = getattr(exc, "service", "") or service or "videopoll"
-        self.summary.errors.append(PassError(row.id if row else None, service, exc.message))
-
-    async def defer(self, row: VideoAsset, exc: VideopollError, *, record: bool = True,
-                    mismatch: bool = False) -> int:
-        """A transient problem: note it on the row (attempts + 1) and keep it pending."""
-        self.error(row, exc)
-        self.note(row, row.status, Action.DEFERRED, exc.message)
-        if record and not self.dry_run:
-            try:
-                return await self.store.record_error(row.id, exc.message, mismatch=mismatch)
-            except ServiceError as write_error:
-                self.error(row, write_error, "store")
-        return 0
-
-    async def defer_all(self, rows: list[VideoAsset], exc: ServiceError) -> None:
-        """A service failed for a whole batch: the rows wait for the next pass. Refused
-        credentials end the pass instead (exit 3): every row would fail the same way."""
-        if isinstance(exc, AuthError):
-            raise exc
-        self.error(None, exc)
-        for row in rows:
-            self.note(row, row.status, Action.DEFERRED, exc.message)
-
-    async def fail(self, row: VideoAsset, reason: str, owner: str | None = None) -> None:
-        if self.dry_run:
-            self.note(row, row.status, Action.FAILED, f"would fail: {reason}")
-        elif await self.store.mark_failed(row.id, reason, owner):
-            self.note(row, Status.FAILED, Action.FAILED, reason)
-        else:
-            self.note(row, row.status, Action.SKIPPED, "changed by another poller")
-
-    def wait(self, row: VideoAsset, detail: str, state: Status | None = None) -> None:
-        self.note(row, state or row.status, Action.NONE, detail)
 
 
 class Poller:

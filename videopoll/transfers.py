@@ -20,7 +20,8 @@ from .ports import ArtifactSource, Store
 from .transfer import check_size, verified
 
 if TYPE_CHECKING:
-    from .engine import EngineConfig, Pass
+    from .engine import EngineConfig
+    from .outcomes import Pass
 
 
 class LeaseLost(VideopollError):
