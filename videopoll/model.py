@@ -199,7 +199,6 @@ class PassSummary:
     duration_ms: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
-    fatal: str | None = None  # a pass-wide error (e.g. credentials refused)
 
     @property
     def checked(self) -> int:

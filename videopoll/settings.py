@@ -95,12 +95,6 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def secrets(self) -> list[str]:
-        """Every secret value, for scrubbing text that leaves the process."""
-        values = (self.openhands_api_key, self.github_token, self.supabase_key,
-                  self.gemini_api_key)
-        return [s.get() for s in values if s]
-
     def require(self, *services: str) -> None:
         """Raise ConfigError naming the first missing variable of the given services."""
         missing: list[str] = []
@@ -122,11 +116,6 @@ class Settings:
             out = [] if self.supabase_url else ["SUPABASE_URL"]
             return out + ([] if self.supabase_key else ["SUPABASE_SERVICE_ROLE_KEY"])
         return []
-
-    @property
-    def github_owner_repo(self) -> tuple[str, str]:
-        owner, _, name = (self.github_repo or "/").partition("/")
-        return owner, name
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool = False,
