@@ -6,6 +6,7 @@
     ├── NotFound                not_found       1   a lesson or conversation nobody knows
     ├── Refused                 refused         1   not allowed (a second pending video)
     ├── Interrupted             interrupted   130
+    ├── LeaseLost               lease_lost      1   another poller took the video over
     ├── ServiceError            service         1   a remote service misbehaved
     │   ├── Unreachable         unreachable     1   DNS, refused, timeout (after retries)
     │   ├── RateLimited         rate_limited    1   a wait longer than the pass affords
@@ -130,6 +131,13 @@ class RequestRejected(ServiceError):
 
     code = "rejected"
     transient = False
+
+
+class LeaseLost(VideopollError):
+    """another poller took over this video (our lease ran out)"""
+
+    code = "lease_lost"
+    transient = True
 
 
 class ArtifactError(VideopollError):

@@ -12,8 +12,8 @@ from .errors import (
     AuthError,
     ConfigError,
     ContentMismatch,
+    LeaseLost,
     ServiceError,
-    VideopollError,
 )
 from .model import Action, ArtifactRef, Status, VideoAsset
 from .ports import ArtifactSource, Store
@@ -22,13 +22,6 @@ from .transfer import check_size, verified
 if TYPE_CHECKING:
     from .engine import EngineConfig
     from .outcomes import Pass
-
-
-class LeaseLost(VideopollError):
-    """another poller took over this video (our lease ran out)"""
-
-    code = "lease_lost"
-    transient = True
 
 
 def object_key(row: VideoAsset) -> str:

@@ -10,12 +10,18 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from videopoll.errors import ConfigError, ContentMismatch, RequestRejected, ServerError, ShortBody
+from videopoll.errors import (
+    ConfigError,
+    ContentMismatch,
+    LeaseLost,
+    RequestRejected,
+    ServerError,
+    ShortBody,
+)
 from videopoll.model import VideoAsset
 from videopoll.sandbox.server import Fault
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.supabase import SupabaseStore
-from videopoll.transfers import LeaseLost
 
 from .conftest import BUCKET, Seed
 

@@ -23,6 +23,7 @@ from ..errors import (
     AuthError,
     ConfigError,
     ContentMismatch,
+    LeaseLost,
     ProtocolError,
     RequestRejected,
     ServiceError,
@@ -189,7 +190,7 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
     if url is None:
         url = await tus.create(name=name, size=size, content_type=content_type)
         if not await save(url, 0, hasher.hexdigest()):
-            raise _lease_lost()
+            raise LeaseLost()
     pipe = _Pipeline(tus, url, offset, hasher, save)
     chunk = bytearray()  # filled up to CHUNK, then handed to the pipeline
     try:
@@ -254,7 +255,7 @@ class _Pipeline:
         held = await self._save
         self._save = None
         if not held:
-            raise _lease_lost()
+            raise LeaseLost()
 
     async def finish(self) -> None:
         """Wait for the last chunk, then save the final position; once the last PATCH is
@@ -302,10 +303,3 @@ async def _pieces(data: bytes | bytearray) -> AsyncIterator[bytes]:
     the garbage collector frees, so handing it the 6 MiB chunk itself lets several pile up."""
     for start in range(0, len(data), 256 * 1024):
         yield bytes(memoryview(data)[start:start + 256 * 1024])
-
-
-def _lease_lost() -> Exception:
-    # The engine's own exception, so it counts the row as taken over by another poller.
-    from ..transfers import LeaseLost
-
-    return LeaseLost()
