@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from .cli import ALL, STORE, Json, Limit, app, finish, load_settings, run_async
-from .cron import pass_lock
 from .logs import LogStyle, PassLog
 from .output import Output
 from .render import checks_table, rows_table, status_view
@@ -47,6 +46,7 @@ def poll(
     Example: videopoll poll --json
     Example (crontab): videopoll poll --quiet --lock /tmp/videopoll.lock
     """
+    from .cron import pass_lock  # httpx: loaded only when a command runs, not for --help
     from .passes import run_poll
 
     out = Output(json_mode=json)
