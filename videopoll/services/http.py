@@ -24,6 +24,7 @@ import stamina
 from .. import __version__
 from ..errors import (
     AuthError,
+    ProtocolError,
     RateLimited,
     RequestRejected,
     ServerError,
@@ -94,6 +95,52 @@ class Pacer:
             self._sent.append(self.clock())
 
 
+# Services whose redirects may lead to another origin: GitHub's blob, raw and LFS downloads are
+# served from other hosts. OpenHands and Supabase have no reason to send us elsewhere, so a
+# redirect that leaves their origin is refused rather than followed.
+CROSS_ORIGIN_REDIRECTS = frozenset({"github"})
+# What a request may still carry once a redirect has left the origin it was made for: nothing
+# that can hold a credential. An allowlist, because credentials hide in headers of any name
+# (`apikey`, `X-Session-API-Key`, the headers an LFS batch answer hands out).
+CROSS_ORIGIN_HEADERS = frozenset({"host", "user-agent", "accept", "accept-encoding", "range",
+                                  "connection", "content-type", "content-length",
+                                  "transfer-encoding"})
+_ORIGIN = "videopoll.origin"  # request extension: where the redirect chain started
+
+
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port made explicit."""
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
+def origin_guard(service: str) -> Callable[[httpx.Request], Any]:
+    """A request hook that keeps credentials with the origin they were made for.
+
+    httpx runs request hooks for every hop of a redirect chain and carries a request's
+    extensions over to the next hop, so the first hop records its origin there and every
+    later hop is compared with it. httpx itself strips only `Authorization` across origins.
+    """
+    may_leave = service in CROSS_ORIGIN_REDIRECTS
+
+    async def guard(request: httpx.Request) -> None:
+        here = origin(request.url)
+        first = request.extensions.setdefault(_ORIGIN, here)
+        if here == first:
+            return
+        if not may_leave:
+            start = f"{first[0]}://{first[1]}:{first[2]}"
+            raise ProtocolError(
+                f"{service}: refused a redirect from {start} to another origin "
+                f"({safe_url(request.url.copy_with(path='/'))}); credentials stay with "
+                f"{start}", service=service)
+        for name in list(request.headers.keys()):
+            if name.lower() not in CROSS_ORIGIN_HEADERS:
+                del request.headers[name]
+
+    return guard
+
+
 def make_client(
     service: str,
     base_url: str,
@@ -104,11 +151,11 @@ def make_client(
     transport: httpx.AsyncBaseTransport | None = None,
     max_connections: int = 10,
 ) -> httpx.AsyncClient:
-    """A client for one service: counted, identified, bounded, following redirects.
+    """A client for one service: counted, identified, bounded, following redirects without
+    taking a credential to another origin (`origin_guard`).
 
-    httpx drops `Authorization` when a redirect leaves the origin, which is what GitHub's
-    blob and LFS downloads need. HTTP/1.1 only: pooled HTTP/2 connections go stale behind
-    Supabase's gateway (supabase-py #1064).
+    HTTP/1.1 only: pooled HTTP/2 connections go stale behind Supabase's gateway
+    (supabase-py #1064).
     """
 
     async def count(request: httpx.Request) -> None:
@@ -124,7 +171,7 @@ def make_client(
         verify=tls_context(),
         limits=httpx.Limits(max_connections=max_connections,
                             max_keepalive_connections=max_connections),
-        event_hooks={"request": [count]},
+        event_hooks={"request": [origin_guard(service), count]},
     )
 
 
