@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +29,11 @@ from ..errors import (
     RequestRejected,
     ServiceError,
 )
-from .http import error_for, safe_url, transport_error
+from .http import error_for, origin, safe_url, transport_error
 
 CHUNK = 6 * 1024 * 1024
 SERVICE = "store"
+log = logging.getLogger(__name__)
 
 
 class OffsetConflict(ServiceError):
@@ -50,6 +52,19 @@ class TusClient:
         self.bucket = bucket
         self._headers = {"apikey": key, "Authorization": f"Bearer {key}",
                          "Tus-Resumable": "1.0.0"}
+
+    def owns(self, url: str) -> bool:
+        """Whether `url` is an upload of this endpoint: same origin (scheme, host, port) and
+        under its path. Only such a URL may receive our key; a saved one is data a row
+        carried, so it is checked before any request."""
+        try:
+            candidate, endpoint = httpx.URL(url), httpx.URL(self.endpoint)
+        except httpx.InvalidURL:
+            return False
+        inside = candidate.path.startswith(endpoint.path.rstrip("/") + "/")
+        plain = not (candidate.userinfo or candidate.query or candidate.fragment)
+        return origin(candidate) == origin(endpoint) and inside and plain \
+            and ".." not in candidate.path.split("/")
 
     async def _send(self, method: str, url: str, what: str, *, headers: dict[str, str],
                     content: AsyncIterator[bytes] | None = None) -> httpx.Response:
@@ -103,7 +118,11 @@ class TusClient:
         if not location:
             raise ProtocolError("store: resumable upload created without a Location",
                                 service=SERVICE)
-        return urljoin(self.endpoint + "/", location)
+        url = urljoin(self.endpoint + "/", location)
+        if not self.owns(url):  # the PATCHes would carry our key there
+            raise ProtocolError(f"store: resumable upload created at {safe_url(url)}, "
+                                f"outside {self.endpoint}", service=SERVICE)
+        return url
 
     async def offset(self, url: str) -> int | None:
         """How many bytes the server holds; None when the upload is gone or expired."""
@@ -163,6 +182,14 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
     """
     stream = aiter(chunks)
     url, offset, hasher, pending = None, 0, hashlib.sha256(), bytearray()
+    if saved is not None and saved.url and not tus.owns(saved.url):
+        # Not an upload of our Storage endpoint: never send it a request (it would carry
+        # the key); forget it and start afresh.
+        log.warning("%s: ignoring a saved upload URL outside %s; starting the upload afresh",
+                    name, tus.endpoint)
+        if not await save("", 0, ""):
+            raise LeaseLost()
+        saved = None
     if saved is not None and saved.url:
         ours = saved.digest == digest and 0 < saved.offset <= size
         if ours and await tus.offset(saved.url) == saved.offset:
