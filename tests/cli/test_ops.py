@@ -38,6 +38,33 @@ def test_a_held_lock_skips_the_pass(stack: Stack, tmp_path: Path) -> None:
     assert stack.cli("poll", "--lock", str(lock), "--json").json["checked"] == 1
 
 
+def test_a_symlinked_lock_is_refused_and_its_target_untouched(stack: Stack,
+                                                              tmp_path: Path) -> None:
+    """A symlink planted at the lock path (a shared /tmp) is not followed: one line, exit 2,
+    and the file it points at keeps every byte."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    lock = tmp_path / "videopoll.lock"
+    lock.symlink_to(target)
+    result = stack.cli("poll", "--lock", str(lock))
+    assert result.code == 2
+    assert "is a symbolic link" in result.err and len(result.err.strip().splitlines()) <= 2
+    assert target.read_text() == "keep me\n"
+    assert stack.sandbox.openhands.total() == 0
+
+
+def test_an_existing_lock_file_is_never_truncated(stack: Stack, tmp_path: Path) -> None:
+    """A file we did not create keeps its content; one we create gets our pid."""
+    existing = tmp_path / "existing.lock"
+    existing.write_text("someone else's notes\n")
+    assert stack.cli("poll", "--lock", str(existing)).code == 0
+    assert existing.read_text() == "someone else's notes\n"
+    fresh = tmp_path / "fresh.lock"
+    assert stack.cli("poll", "--lock", str(fresh)).code == 0
+    assert fresh.read_text().strip().isdigit()
+    assert oct(fresh.stat().st_mode & 0o777) == "0o600"
+
+
 def test_json_logs_on_stderr(stack: Stack, video: bytes) -> None:
     asset, _, _ = stack.video("RUNNING", "finished", commit=video)
     result = stack.cli("poll", "--quiet", "--log-format", "json")
