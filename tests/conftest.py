@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 import stamina
+from hypothesis import settings
+
+# Generated tests are reproducible in CI (the same examples every run); `--slow` explores more.
+settings.register_profile("default", derandomize=True, deadline=None)
+settings.register_profile("slow", derandomize=False, deadline=None, max_examples=1000)
+settings.load_profile("default")
 
 SERVICE_VARS = ("OPENHANDS_", "OPENHAND_", "GITHUB_", "SUPABASE_", "VIDEOPOLL_", "GEMINI_",
                 "DEFAULT_USER_ID", "NO_COLOR")
@@ -19,6 +25,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--slow"):
+        settings.load_profile("slow")
         return
     skip = pytest.mark.skip(reason="slow: run with --slow")
     for item in items:
