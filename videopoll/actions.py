@@ -41,11 +41,13 @@ def markdown(summary: PassSummary) -> str:
     return f"### videopoll pass\n\n{head}{body}\n"
 
 
-def report(summary: PassSummary, write_err: Callable[[str], None]) -> None:
-    """Append the summary to $GITHUB_STEP_SUMMARY and emit the annotations."""
+def report(summary: PassSummary, write_err: Callable[[str], None],
+           scrub: Callable[[str], str]) -> None:
+    """Append the summary to $GITHUB_STEP_SUMMARY and emit the annotations (`write_err`
+    scrubs its own lines; the summary file is written here, so scrubbed here)."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if path:
         with Path(path).open("a", encoding="utf-8") as handle:
-            handle.write(markdown(summary))
+            handle.write(scrub(markdown(summary)))
     for line in annotation_lines(summary):
         write_err(line)

@@ -52,8 +52,12 @@ def root(
     """
 
 
-def load_settings(**overrides: Any) -> Settings:
-    return from_env().with_overrides(**overrides)
+def load_settings(out: Output, **overrides: Any) -> Settings:
+    """Settings from the environment, `.env` and flags; their credentials go to `out`'s
+    scrubber before anything can print them."""
+    settings = from_env().with_overrides(**overrides)
+    out.scrub.learn(settings.secrets())
+    return settings
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -103,7 +107,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     out = Output.for_args(args)
     try:
-        app(args=args, prog_name="videopoll")
+        with out.logging():
+            app(args=args, prog_name="videopoll")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except VideopollError as exc:

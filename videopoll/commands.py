@@ -44,19 +44,19 @@ def poll(
     set, pings a healthchecks.io-style URL before and after the pass.
 
     Example: videopoll poll --json
-    Example (crontab): videopoll poll --quiet --lock /tmp/videopoll.lock
+    Example (crontab): videopoll poll --quiet --lock ~/.cache/videopoll.lock
     """
     from .cron import pass_lock  # httpx: loaded only when a command runs, not for --help
     from .passes import run_poll
 
     out = Output(json_mode=json)
-    settings = load_settings()
+    settings = load_settings(out)
     with pass_lock(lock) as held:
         if not held:
             out.say(f"another videopoll run holds {lock}; skipping this pass")
             return
         code = run_poll(settings, out, limit=limit, dry_run=dry_run, strict=strict,
-                        quiet=quiet, log=PassLog(log_format))
+                        quiet=quiet, log=PassLog(log_format, scrub=out.scrub))
     finish(code)
 
 
@@ -84,13 +84,13 @@ def watch(
     from .watching import watch_view
 
     out = Output(json_mode=json)
-    settings = load_settings(interval=interval)
+    settings = load_settings(out, interval=interval)
 
     async def go() -> int:
         async with Runtime(settings, need=ALL) as rt:
             return await watch_view(rt, out, interval=settings.interval,
                                     until_done=until_done, timeout=timeout, limit=limit,
-                                    log=PassLog(log_format))
+                                    log=PassLog(log_format, scrub=out.scrub))
 
     finish(run_async(go()))
 
@@ -109,7 +109,7 @@ def status(
 
     out = Output(json_mode=json)
     conversation_id(conversation)  # a malformed id is a usage error before any request
-    settings = load_settings()
+    settings = load_settings(out)
 
     async def go() -> None:
         async with Runtime(settings, need=ALL) as rt:
@@ -128,7 +128,7 @@ def pending(limit: Limit = None, json: Json = False) -> None:
     from .runtime import Runtime
 
     out = Output(json_mode=json)
-    settings = load_settings()
+    settings = load_settings(out)
 
     async def go() -> None:
         async with Runtime(settings, need=STORE) as rt:
@@ -162,7 +162,7 @@ def generate(
     from .runtime import Runtime
 
     out = Output(json_mode=json)
-    settings = load_settings()
+    settings = load_settings(out)
 
     async def go() -> None:
         async with Runtime(settings, need=ALL) as rt:
@@ -198,7 +198,7 @@ def retry(
     if (asset is None) == (not failed):
         raise ConfigError("give either an asset id or --failed")
     out = Output(json_mode=json)
-    settings = load_settings()
+    settings = load_settings(out)
 
     async def go() -> None:
         async with Runtime(settings, need=STORE) as rt:
@@ -230,7 +230,7 @@ def doctor(
     from .doctor import exit_code
 
     out = Output(json_mode=json)
-    checks = run_async(diagnose(load_settings(), fix=fix))
+    checks = run_async(diagnose(load_settings(out), fix=fix))
     if json:
         out.json({"checks": [c.to_json() for c in checks]})
     else:

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any, TextIO
 
 from .model import Action, PassSummary, iso
-from .output import scrub
+from .output import Scrubber
 
 
 class LogStyle(StrEnum):
@@ -23,9 +23,11 @@ LEVEL = {Action.FAILED: "error", Action.DEFERRED: "warning"}
 class PassLog:
     """One record per video that changed (or was deferred) and per error; none otherwise."""
 
-    def __init__(self, fmt: LogStyle | None, stream: TextIO | None = None) -> None:
+    def __init__(self, fmt: LogStyle | None, stream: TextIO | None = None, *,
+                 scrub: Scrubber | None = None) -> None:
         self.fmt = fmt
         self.stream = stream
+        self.scrub = scrub or Scrubber.from_environment()
 
     def emit(self, level: str, message: str, **fields: Any) -> None:
         if self.fmt is None:
@@ -34,10 +36,10 @@ class PassLog:
         now = iso(datetime.now(UTC))
         if self.fmt == "json":
             record = {"ts": now, "level": level, "msg": message, **fields}
-            stream.write(scrub(json.dumps(record, ensure_ascii=False)) + "\n")
+            stream.write(json.dumps(self.scrub.data(record), ensure_ascii=False) + "\n")
         else:
             extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-            stream.write(scrub(f"{now} {level.upper():7} {message} {extra}".rstrip()) + "\n")
+            stream.write(self.scrub(f"{now} {level.upper():7} {message} {extra}".rstrip()) + "\n")
         stream.flush()
 
     def summary(self, summary: PassSummary) -> None:

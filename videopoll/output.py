@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +15,52 @@ from rich.console import Console, RenderableType
 
 from .errors import VideopollError
 from .render import dumps
-
-SECRET_VARS = ("OPENHANDS_API_KEY", "OPENHAND_API_KEY", "GITHUB_TOKEN",
-               "SUPABASE_SERVICE_ROLE_KEY", "GEMINI_API_KEY")
+from .settings import scrub_order, secret_values
 
 
-def secret_values() -> list[str]:
-    """Every secret this process could know of, from the environment and `.env`."""
-    values = [os.environ.get(name, "") for name in SECRET_VARS]
-    env_file = Path(os.environ.get("VIDEOPOLL_ENV_FILE", ".env"))
-    try:
-        if env_file.is_file():
-            found = dotenv_values(env_file)
-            values += [found.get(name) or "" for name in SECRET_VARS]
-    except Exception:  # an unreadable .env is reported by Settings, not here
-        pass
-    return sorted({v.strip() for v in values if len(v.strip()) >= 4}, key=len, reverse=True)
+class Scrubber:
+    """The one place that keeps credentials out of what leaves the process: stdout, stderr,
+    log records, `--json`, the ping body, the GitHub Actions step summary and annotations,
+    debug tracebacks. Every writer goes through one of these.
 
+    It starts with the credentials of the environment and `.env` (read once, so an error
+    raised before Settings exist is scrubbed too) and learns those of the Settings in use.
+    """
 
-def scrub(text: str, secrets: Sequence[str] | None = None) -> str:
-    for value in secret_values() if secrets is None else secrets:
-        text = text.replace(value, "***")
-    return text
+    def __init__(self, values: Sequence[str] = ()) -> None:
+        self._values = scrub_order(values)
+
+    @classmethod
+    def from_environment(cls) -> Scrubber:
+        values = secret_values(os.environ)
+        env_file = Path(os.environ.get("VIDEOPOLL_ENV_FILE", ".env"))
+        try:
+            if env_file.is_file():
+                found = dotenv_values(env_file)
+                values += secret_values({k: v or "" for k, v in found.items()})
+        except Exception:  # an unreadable .env is reported by Settings, not here
+            pass
+        return cls(values)
+
+    def learn(self, values: Sequence[str]) -> None:
+        self._values = scrub_order([*self._values, *values])
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, "***")
+        return text
+
+    def data(self, value: Any) -> Any:
+        """A JSON-able structure with every string scrubbed (before serialising, so a
+        secret is found even where JSON would escape some of its characters)."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self(str(k)): self.data(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.data(v) for v in value]
+        return value
 
 
 def _wide(file: Any) -> bool:
@@ -44,8 +70,9 @@ def _wide(file: Any) -> bool:
 class Output:
     """The two consoles of one command run."""
 
-    def __init__(self, *, json_mode: bool = False) -> None:
+    def __init__(self, *, json_mode: bool = False, scrub: Scrubber | None = None) -> None:
         self.json_mode = json_mode
+        self.scrub = scrub or Scrubber.from_environment()
         # Not a terminal: no colour, no live redraw, and wide enough that tables do not fold.
         self.out = Console(file=sys.stdout, soft_wrap=False, highlight=False,
                            width=None if _wide(sys.stdout) else 200)
@@ -62,34 +89,57 @@ class Output:
         return self.out.is_terminal and not os.environ.get("NO_COLOR")
 
     def json(self, data: Any) -> None:
-        sys.stdout.write(scrub(dumps(data)) + "\n")
+        sys.stdout.write(dumps(self.scrub.data(data)) + "\n")
         sys.stdout.flush()
 
     def show(self, renderable: RenderableType) -> None:
         # Render first, then scrub: a table cell may quote a service's error text.
         with self.out.capture() as captured:
             self.out.print(renderable)
-        sys.stdout.write(scrub(captured.get()))
+        sys.stdout.write(self.scrub(captured.get()))
         sys.stdout.flush()
 
     def line(self, text: str) -> None:
-        self.out.print(scrub(text), markup=False)
+        self.out.print(self.scrub(text), markup=False)
 
     def raw(self, text: str) -> None:
         """A line on stderr exactly as given (workflow commands, log records)."""
-        sys.stderr.write(scrub(text) + "\n")
+        sys.stderr.write(self.scrub(text) + "\n")
         sys.stderr.flush()
 
     def say(self, text: str) -> None:
         """Progress and notes: stderr, so stdout stays data."""
-        self.err.print(scrub(text), markup=False)
+        self.err.print(self.scrub(text), markup=False)
+
+    @contextlib.contextmanager
+    def logging(self) -> Iterator[None]:
+        """Route videopoll's own log records (logger `videopoll`) here for one command:
+        warnings and errors as `warning: …` lines on stderr, scrubbed like everything else."""
+        logger = logging.getLogger("videopoll")
+        handler = _LogHandler(self)
+        logger.addHandler(handler)
+        propagate, logger.propagate = logger.propagate, False  # not twice, not unscrubbed
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.propagate = propagate
 
     def fail(self, exc: VideopollError) -> int:
-        message = scrub(exc.message)
+        message = self.scrub(exc.message)
         self.err.print(f"error: {message}", markup=False, style="red")
         if exc.hint:
-            self.err.print(f"hint: {scrub(exc.hint)}", markup=False)
+            self.err.print(f"hint: {self.scrub(exc.hint)}", markup=False)
         if self.json_mode:
             self.json({"error": {"code": exc.code, "message": message,
                                  "exit_code": exc.exit_code}})
         return exc.exit_code
+
+
+class _LogHandler(logging.Handler):
+    def __init__(self, out: Output) -> None:
+        super().__init__(logging.WARNING)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out.say(f"{record.levelname.lower()}: {record.getMessage()}")

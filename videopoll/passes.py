@@ -39,7 +39,7 @@ def quiet_lines(summary: PassSummary) -> list[str]:
 
 def run_poll(settings: Settings, out: Output, *, limit: int | None, dry_run: bool,
              strict: bool, quiet: bool, log: PassLog) -> int:
-    pinger = Pinger(settings.ping_url)
+    pinger = Pinger(settings.ping_url, scrub=out.scrub)
     pinger.start()
     try:
         summary = run_async(one_pass(settings, out, limit=limit, dry_run=dry_run))
@@ -58,7 +58,7 @@ def run_poll(settings: Settings, out: Output, *, limit: int | None, dry_run: boo
         out.show(summary_view(summary))
     log.summary(summary)
     if actions.enabled():
-        actions.report(summary, out.raw)
+        actions.report(summary, out.raw, out.scrub)
     pinger.finish(code, summary_line(summary))
     for problem in pinger.problems:
         out.say(problem)

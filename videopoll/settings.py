@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,23 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+# Every variable that holds a credential: Settings keeps their values in `Secret`s, and the
+# output layer scrubs them (`secret_values`) from everything that leaves the process.
+SECRET_ENV = ("OPENHANDS_API_KEY", "OPENHAND_API_KEY", "GITHUB_TOKEN",
+              "SUPABASE_SERVICE_ROLE_KEY", "GEMINI_API_KEY")
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The credential values in `env` (the process environment, a `.env`), for scrubbing."""
+    return scrub_order((env.get(name) or "").strip() for name in SECRET_ENV)
+
+
+def scrub_order(values: Iterable[str]) -> list[str]:
+    """Longest first, so a secret containing a shorter one is replaced whole; values under 4
+    characters would scrub ordinary text."""
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
 
 _REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
@@ -91,6 +108,11 @@ class Settings:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
                           if f.repr)
         return f"Settings({shown})"
+
+    def secrets(self) -> list[str]:
+        """The credentials this Settings holds, for the output layer's scrubber."""
+        held = (getattr(self, f.name) for f in fields(self))
+        return scrub_order(v.get() for v in held if isinstance(v, Secret))
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -43,7 +43,7 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
         if log is not None:
             log.summary(summary)
         if actions.enabled():
-            actions.report(summary, out.raw)
+            actions.report(summary, out.raw, out.scrub)
         if out.json_mode:
             out.json(summary.to_json())
         elif live is not None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from videopoll.sandbox.server import Fault
+from videopoll.sandbox.server import Fault, Request, Response, StandIn
 
-from .conftest import Stack
+from .conftest import Stack, SupabaseSeed
 
 CANARY = {
     "OPENHANDS_API_KEY": "oh-CANARY-7f3a9c1e",
@@ -33,7 +33,10 @@ COMMANDS = [
 
 
 def secrets_of(stack: Stack) -> list[str]:
-    return [stack.sandbox.openhands_key, stack.sandbox.github_token, *CANARY.values()]
+    found = [stack.sandbox.openhands_key, stack.sandbox.github_token, *CANARY.values()]
+    if isinstance(stack.seed, SupabaseSeed):
+        found.append(stack.seed.standin.service_key)
+    return found
 
 
 def assert_clean(stack: Stack, text: str) -> None:
@@ -41,13 +44,39 @@ def assert_clean(stack: Stack, text: str) -> None:
         assert secret not in text, f"secret {secret[:6]}… printed"
 
 
-@pytest.mark.parametrize("scenario", ["valid", "refused", "unreachable", "echoing"])
-def test_no_command_prints_a_secret(stack: Stack, video: bytes, scenario: str) -> None:
+class Pings(StandIn):
+    """A dead-man's-switch endpoint that keeps every body it is sent."""
+
+    name = "pings"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[str] = []
+        self.route("POST", r"/ping/.*", "ping", self._ping)
+
+    def _ping(self, request: Request) -> Response:
+        self.bodies.append(request.body().decode("utf-8", "replace"))
+        return Response(200, b"OK")
+
+
+@pytest.mark.parametrize("scenario", ["valid", "refused", "unreachable", "echoing", "agent"])
+def test_no_command_prints_a_secret(stack: Stack, video: bytes, scenario: str,
+                                    tmp_path: Path) -> None:
+    """Every way out — stdout, stderr, --json, log records, the ping body, the step summary,
+    annotations — stays free of every credential, even when services echo them back."""
     stack.video("RUNNING", "finished", commit=video)
-    stack.video("RUNNING", "error")
+    _, failing, _ = stack.video("RUNNING", "error")
+    if scenario == "agent":  # the agent's own error quotes credentials it saw
+        stack.sandbox.openhands.add_error_event(
+            failing, "AgentError", f"push failed for {stack.sandbox.github_token} "
+                                   f"and {stack.sandbox.openhands_key}")
     lesson = stack.seed.lesson()
+    step_summary = tmp_path / "step-summary.md"
+    pings = Pings().start()
     env: dict[str, str | None] = {"GEMINI_API_KEY": CANARY["GEMINI_API_KEY"],
-                                  "GITHUB_ACTIONS": "true"}
+                                  "GITHUB_ACTIONS": "true",
+                                  "GITHUB_STEP_SUMMARY": str(step_summary),
+                                  "VIDEOPOLL_PING_URL": f"{pings.url}/ping/check"}
     if scenario == "refused":
         env |= {"OPENHANDS_API_KEY": CANARY["OPENHANDS_API_KEY"],
                 "GITHUB_TOKEN": CANARY["GITHUB_TOKEN"]}
@@ -60,9 +89,24 @@ def test_no_command_prints_a_secret(stack: Stack, video: bytes, scenario: str) -
             body = json.dumps({"message": f"token {token} rejected", "detail": token,
                                "error": token}).encode()
             standin.inject("*", Fault("status", status=400, body=body, times=None))
-    for command in [*COMMANDS, ["generate", lesson, "--json", "--wait"]]:
-        result = stack.cli(*command, env=env)
-        assert_clean(stack, result.out + result.err)
+        if isinstance(stack.seed, SupabaseSeed):
+            # Storage and TUS quote error text verbatim; PostgREST quotes details.
+            key = stack.seed.standin.service_key
+            echo = json.dumps({"message": f"bad key {key}", "code": "P0001",
+                               "details": key, "hint": key, "error": key,
+                               "statusCode": "500"}).encode()
+            stack.seed.standin.inject("*", Fault("status", status=500, body=echo, times=None))
+    try:
+        for command in [*COMMANDS, ["generate", lesson, "--json", "--wait"]]:
+            result = stack.cli(*command, env=env)
+            assert_clean(stack, result.out + result.err)
+    finally:
+        pings.stop()
+    assert pings.bodies, "the ping was never sent"
+    assert_clean(stack, "\n".join(pings.bodies))
+    assert_clean(stack, step_summary.read_text() if step_summary.exists() else "")
+    if scenario == "agent":  # the reason did travel every channel, with the key blanked out
+        assert "push failed for ***" in step_summary.read_text()
 
 
 def test_a_supabase_key_never_prints_even_when_the_url_is_dead(stack: Stack) -> None:
@@ -87,7 +131,7 @@ def test_tracebacks_of_a_real_process_carry_no_secret(stack: Stack, tmp_path: Pa
     result = subprocess.run(
         [sys.executable, "-c", code, "poll"], capture_output=True, text=True, timeout=60,
         env={**stack.env(), "VIDEOPOLL_ENV_FILE": str(env_file), "PATH": "/usr/bin:/bin",
-             "GITHUB_TOKEN": CANARY["GITHUB_TOKEN"]}, check=False)
+             "GITHUB_TOKEN": CANARY["GITHUB_TOKEN"], "VIDEOPOLL_DEBUG": "1"}, check=False)
     assert result.returncode == 1
-    print(result.stderr)
+    assert "Traceback" in result.stderr and "kaboom ***" in result.stderr
     assert_clean(stack, result.stdout + result.stderr)
