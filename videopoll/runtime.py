@@ -19,7 +19,8 @@ import httpx
 
 from .engine import EngineConfig, Poller
 from .ports import AgentAPI, ArtifactSource, Store
-from .services.http import Budget, make_client
+from .services.http import make_client
+from .services.retry import Budget, Pacer, Repeatable, idempotent
 from .settings import Settings
 
 
@@ -51,11 +52,13 @@ class Runtime:
         self._artifacts: ArtifactSource | None = None
 
     def client(self, service: str, base_url: str, headers: Mapping[str, str] | None = None,
-               *, max_connections: int = 10) -> httpx.AsyncClient:
-        client = make_client(service, base_url, calls=self.calls, headers=headers,
+               *, max_connections: int = 10, repeatable: Repeatable = idempotent,
+               pacer: Pacer | None = None) -> httpx.AsyncClient:
+        client = make_client(service, base_url, calls=self.calls, budget=self.budget,
+                             repeatable=repeatable, headers=headers,
                              timeout=self.settings.timeout,
                              transport=self.transports.get(service),
-                             max_connections=max_connections)
+                             max_connections=max_connections, pacer=pacer)
         self._stack.push_async_callback(client.aclose)
         return client
 
@@ -76,11 +79,12 @@ class Runtime:
             local = LocalStore(s.home, bucket=s.bucket)
             self._stack.push_async_callback(local.close)
             return local
-        from .services.supabase import SupabaseStore  # heavy import: only when used
+        from .services.supabase import SupabaseStore, repeatable  # heavy: only when used
 
         assert s.supabase_url is not None and s.supabase_key is not None  # require() ran
         # Row writes of a pass go out together (EngineConfig.writes_in_flight): pool for them.
-        client = self.client("store", s.supabase_url, max_connections=max(16, s.concurrency * 4))
+        client = self.client("store", s.supabase_url, max_connections=max(16, s.concurrency * 4),
+                             repeatable=repeatable)
         store = await SupabaseStore.connect(client, url=s.supabase_url,
                                             key=s.supabase_key.get(), bucket=s.bucket)
         self._stack.push_async_callback(store.close)
@@ -94,30 +98,31 @@ class Runtime:
     @property
     def agent(self) -> AgentAPI:
         if self._agent is None:
-            from .services.openhands import OpenHandsAgent, auth_headers
+            from .services.openhands import RATE, OpenHandsAgent, auth_headers
 
             s = self.settings
             assert s.openhands_api_key is not None
             client = self.client("openhands", s.openhands_base_url,
-                                 auth_headers(s.openhands_api_key.get(), s.openhands_auth))
-            self._agent = OpenHandsAgent(client, self.budget)
+                                 auth_headers(s.openhands_api_key.get(), s.openhands_auth),
+                                 pacer=Pacer(RATE))
+            self._agent = OpenHandsAgent(client)
         return self._agent
 
     @property
     def artifacts(self) -> ArtifactSource:
         if self._artifacts is None:
-            from .services.github import GitHubArtifacts, github_headers
+            from .services.github import GitHubArtifacts, github_headers, repeatable
 
             s = self.settings
             assert s.github_token is not None and s.github_repo is not None
             # Few connections: GitHub asks for serial requests (secondary rate limits).
             api = self.client("github", s.github_api_url, github_headers(s.github_token.get()),
-                              max_connections=max(2, s.concurrency))
-            downloads = self.client("github", "", max_connections=max(2, s.concurrency))
+                              max_connections=max(2, s.concurrency), repeatable=repeatable)
+            downloads = self.client("github", "", max_connections=max(2, s.concurrency),
+                                    repeatable=repeatable)
             self._artifacts = GitHubArtifacts(
                 api, downloads, repo=s.github_repo, ref=s.github_ref, directory=s.github_dir,
-                lfs_url=s.github_lfs_url, token=s.github_token.get(), state=self.store,
-                budget=self.budget)
+                lfs_url=s.github_lfs_url, token=s.github_token.get(), state=self.store)
         return self._artifacts
 
     def engine_config(self) -> EngineConfig:

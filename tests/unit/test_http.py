@@ -10,13 +10,16 @@ import httpx
 import pytest
 
 from videopoll.errors import AuthError, RateLimited, RequestRejected, ServerError, Unreachable
-from videopoll.services.http import USER_AGENT, Budget, make_client, retry_after, send
+from videopoll.services.http import USER_AGENT, make_client, send
+from videopoll.services.retry import Budget
+from videopoll.services.translate import retry_after
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def client_for(handler: Handler, calls: Counter[str]) -> httpx.AsyncClient:
-    return make_client("github", "http://api.test", calls=calls,
+def client_for(handler: Handler, calls: Counter[str], budget: Budget | None = None
+               ) -> httpx.AsyncClient:
+    return make_client("github", "http://api.test", calls=calls, budget=budget,
                        transport=httpx.MockTransport(handler))
 
 
@@ -29,12 +32,11 @@ async def call(handler: Handler, *, idempotent: bool = True, budget: Budget | No
         seen.append(request)
         return handler(request)
 
-    async with client_for(record, calls) as client:
+    async with client_for(record, calls, budget) as client:
         request = client.build_request("GET", "/x")
         try:
             result: httpx.Response | Exception = await send(
-                client, request, service="github", budget=budget or Budget(),
-                idempotent=idempotent)
+                client, request, service="github", idempotent=idempotent)
         except Exception as exc:
             result = exc
     return result, calls, seen
@@ -148,7 +150,7 @@ async def test_messages_carry_no_query_strings() -> None:
     async with client_for(sequence(httpx.ConnectError("x")), calls) as client:
         request = client.build_request("GET", "/obj?token=s3cr3t-signature")
         with pytest.raises(Unreachable) as info:
-            await send(client, request, service="github", budget=Budget())
+            await send(client, request, service="github")
     assert "s3cr3t" not in info.value.message
 
 
@@ -162,19 +164,18 @@ async def test_a_service_echoing_our_token_is_scrubbed_at_the_client_layer() -> 
                            headers={"Authorization": "Bearer ghp_ECHOED123"},
                            transport=httpx.MockTransport(echo)) as client:
         with pytest.raises(RequestRejected) as info:
-            await send(client, client.build_request("GET", "/x"), service="github",
-                       budget=Budget())
+            await send(client, client.build_request("GET", "/x"), service="github")
     assert "ghp_ECHOED123" not in info.value.message and "bad ***" in info.value.message
 
 
 async def test_pacing_starts_after_the_first_429() -> None:
-    from videopoll.services.http import Pacer
+    from videopoll.services.retry import Pacer
 
     now = [0.0]
     pacer = Pacer(2, 1.0, clock=lambda: now[0])
     for _ in range(5):
         await pacer.wait()  # no 429 yet: never waits
-    await pacer.watch(httpx.Response(429))
+    pacer.watch(httpx.Response(429))
     assert pacer.active
     await pacer.wait()
     await pacer.wait()
@@ -184,3 +185,33 @@ async def test_pacing_starts_after_the_first_429() -> None:
     await pacer.wait()
     assert time.monotonic() - started >= 0.009
     assert list(pacer._sent) == [0.0, 0.99]
+
+
+def test_every_client_is_built_under_the_retry_policy() -> None:
+    """A new service cannot skip the policy: the only place that builds an async client is
+    `make_client`, and what it builds always sends through `RetryTransport`."""
+    from pathlib import Path
+
+    import videopoll
+    from videopoll.services.retry import RetryTransport
+
+    root = Path(videopoll.__file__).parent
+    builders = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                      if "AsyncClient(" in p.read_text() and "sandbox" not in p.parts)
+    assert builders == ["services/http.py"]
+    client = make_client("anything", "http://x.test", calls=Counter(),
+                         transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    assert isinstance(client._transport, RetryTransport)
+
+
+@pytest.mark.parametrize(("error", "kind", "words"), [
+    (httpx.TooManyRedirects("loop"), "ProtocolError", "redirects in a loop"),
+    (httpx.DecodingError("bad gzip"), "ProtocolError", "cannot be decoded"),
+    (httpx.ReadTimeout("slow"), "Unreachable", "timed out"),
+    (httpx.RemoteProtocolError("closed"), "Unreachable", "unreachable"),
+])
+async def test_every_httpx_failure_maps_into_the_tree(error: Exception, kind: str,
+                                                      words: str) -> None:
+    """No httpx error escapes as an "internal error": each one has its class and words."""
+    result, _, _ = await call(sequence(error))
+    assert type(result).__name__ == kind and words in str(result)

@@ -19,7 +19,8 @@ import httpx
 from ..errors import ProtocolError, RequestRejected, ShortBody
 from ..model import ArtifactRef
 from ..ports import Store
-from .http import Budget, send
+from .http import send
+from .retry import idempotent
 
 SERVICE = "github"
 API_VERSION = "2022-11-28"
@@ -39,6 +40,12 @@ def github_headers(token: str) -> dict[str, str]:
     }
 
 
+def repeatable(request: httpx.Request) -> bool:
+    """GitHub requests safe to send twice: reads, and the LFS batch API's download request
+    (a POST that only hands out links)."""
+    return idempotent(request) or request.url.path.endswith("/info/lfs/objects/batch")
+
+
 def json_of(response: httpx.Response, what: str) -> Any:
     try:
         return response.json()
@@ -55,8 +62,7 @@ class GitHubArtifacts:
     """Finds and streams artifacts in one repository folder on one branch."""
 
     def __init__(self, api: httpx.AsyncClient, downloads: httpx.AsyncClient, *, repo: str,
-                 ref: str, directory: str, lfs_url: str, token: str, state: Store,
-                 budget: Budget) -> None:
+                 ref: str, directory: str, lfs_url: str, token: str, state: Store) -> None:
         self.api = api
         self.downloads = downloads  # no GitHub token: LFS hrefs live on other hosts
         self.repo = repo
@@ -65,12 +71,11 @@ class GitHubArtifacts:
         self.lfs_url = lfs_url.rstrip("/")
         self._lfs_auth = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
         self.state = state
-        self.budget = budget
         self._key = f"github:{repo}@{ref}:{self.directory}"
 
     async def _get(self, url: str, *, what: str, **headers: str) -> httpx.Response:
         request = self.api.build_request("GET", url, headers=headers)
-        return await send(self.api, request, service=SERVICE, budget=self.budget, what=what)
+        return await send(self.api, request, service=SERVICE, what=what)
 
     # -- listing -----------------------------------------------------------------------------
     async def find(self, paths: Sequence[str]) -> dict[str, ArtifactRef | None]:
@@ -188,12 +193,12 @@ class GitHubArtifacts:
             request = client.build_request(
                 "GET", f"/repos/{self.repo}/git/blobs/{ref.sha}",
                 headers={"Accept": "application/vnd.github.raw+json"})
-        response = await send(client, request, service=SERVICE, budget=self.budget,
+        response = await send(client, request, service=SERVICE,
                               stream=True, what="download")
         try:
             async for piece in response.aiter_bytes():
                 yield piece
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise ShortBody(f"download broke off ({type(exc).__name__})") from None
         finally:
             await response.aclose()
@@ -207,7 +212,7 @@ class GitHubArtifacts:
             headers={"Accept": lfs_type, "Content-Type": lfs_type,
                      "Authorization": self._lfs_auth})
         body = json_of(await send(self.downloads, request, service=SERVICE,
-                                  budget=self.budget, what="LFS batch"), "LFS batch")
+                                  what="LFS batch"), "LFS batch")
         try:
             obj = body["objects"][0]
             if "error" in obj:

@@ -15,7 +15,7 @@ import httpx
 
 from ..errors import ProtocolError
 from ..model import AgentState, StartTask, Status, normalise_id
-from .http import Budget, Pacer, send
+from .http import send
 
 SERVICE = "openhands"
 STATE_BATCH = 99  # GET /app-conversations answers 400 for 100 ids or more
@@ -95,20 +95,14 @@ def _batches(ids: Sequence[str], size: int) -> Iterable[list[str]]:
 class OpenHandsAgent:
     """The V1 app-server API: batched states, start, start-task progress, events."""
 
-    def __init__(self, client: httpx.AsyncClient, budget: Budget, *, concurrency: int = 4
-                 ) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, concurrency: int = 4) -> None:
         self.client = client
-        self.budget = budget
         self._gate = asyncio.Semaphore(concurrency)
-        self._pace = Pacer(RATE)
-        client.event_hooks["response"].append(self._pace.watch)
 
     async def _get(self, url: str, params: Any = None, *, what: str) -> Any:
         async with self._gate:
-            await self._pace.wait()
             request = self.client.build_request("GET", url, params=params)
-            response = await send(self.client, request, service=SERVICE, budget=self.budget,
-                                  what=what)
+            response = await send(self.client, request, service=SERVICE, what=what)
         try:
             return response.json()
         except ValueError:
@@ -186,8 +180,8 @@ class OpenHandsAgent:
         request = self.client.build_request("POST", "/api/v1/app-conversations", json=payload)
         # Not idempotent: a retry could start a second agent, so only connection failures
         # (the request never arrived) are retried.
-        response = await send(self.client, request, service=SERVICE, budget=self.budget,
-                              idempotent=False, what="start conversation")
+        response = await send(self.client, request, service=SERVICE, idempotent=False,
+                              what="start conversation")
         try:
             body = response.json()
         except ValueError:

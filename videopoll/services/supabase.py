@@ -23,7 +23,7 @@ from supabase import AsyncClient, AsyncClientOptions, SupabaseException, acreate
 from ..errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
 from ..model import Lesson, Status, VideoAsset
 from . import tus
-from .http import transport_error
+from .retry import idempotent
 from .supabase_edge import (
     COLUMNS,
     MIGRATION_HINT,
@@ -36,8 +36,23 @@ from .supabase_edge import (
     storage_error,
     valid_uuid,
 )
+from .translate import transport_error
 
 T = TypeVar("T")
+
+
+def repeatable(request: httpx.Request) -> bool:
+    """Supabase requests safe to send twice, for the one retry policy: reads; the migration's
+    guarded functions (compare-and-set: a repeat after a lost answer matches nothing new);
+    upserts to a fixed key (the state cache, an object with `x-upsert`). Inserts and TUS
+    creates and PATCHes are not: they are sent again only when they never arrived."""
+    if idempotent(request):
+        return True
+    path, method = request.url.path, request.method
+    upsert = (request.headers.get("x-upsert") == "true"
+              or "resolution=merge-duplicates" in request.headers.get("prefer", ""))
+    return method == "POST" and ("/rest/v1/rpc/videopoll_" in path or (
+        upsert and ("/storage/v1/object/" in path or "/rest/v1/videopoll_state" in path)))
 
 
 class SupabaseStore:
@@ -76,7 +91,7 @@ class SupabaseStore:
             raise rest_error(exc, what) from exc
         except StorageApiError as exc:
             raise storage_error(exc, what, self.bucket) from exc
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise transport_error(exc, "store", self.url) from exc
 
     async def _rpc(self, fn: str, **args: Any) -> Any:

@@ -29,7 +29,8 @@ from ..errors import (
     RequestRejected,
     ServiceError,
 )
-from .http import error_for, origin, safe_url, transport_error
+from .http import origin
+from .translate import error_for, safe_url, transport_error
 
 CHUNK = 6 * 1024 * 1024
 SERVICE = "store"
@@ -71,7 +72,7 @@ class TusClient:
         try:
             return await self._client.request(method, url, headers={**self._headers, **headers},
                                               content=content)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise transport_error(exc, SERVICE, url) from exc
 
     def _error(self, response: httpx.Response, what: str) -> ServiceError | ConfigError:

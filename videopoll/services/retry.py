@@ -1,0 +1,188 @@
+"""The one retry policy, declared once, for every service: a transport every client gets from
+`make_client`, so OpenHands, GitHub, supabase-py's PostgREST and Storage calls and the TUS
+client are all retried the same way, and a new service cannot skip it.
+
+What is retried: transport failures, 429 (and GitHub's 403 rate limits) and 5xx (500, 502,
+503, 504 and Cloudflare's 520-524 in front of Supabase); never another 4xx. Which requests:
+those that are safe to send twice (`Repeatable`): idempotent methods, plus what each service
+declares (guarded RPCs, upserts to a fixed key); any other request only when it certainly did
+not arrive (the connection was never made, or a rate limiter turned it away). A body that
+cannot be replayed (a stream) is never sent twice. Waits honour `Retry-After` and GitHub's
+rate-limit headers, and come out of one budget per pass: a wait the pass cannot afford is not
+slept, the error goes up and the work is deferred to the next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import stamina
+
+from .translate import is_rate_limited, retry_after, safe_url
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+REPEATABLE = "videopoll.repeatable"  # request extension: True/False overrides the policy
+SECONDARY_LIMIT_WAIT = 60.0  # GitHub: a secondary limit without headers wants >= 60 s
+
+log = logging.getLogger("videopoll.retry")
+# Retries are reported as videopoll's own records (below), not as stamina's bare log lines.
+stamina.instrumentation.set_on_retry_hooks([])
+
+Repeatable = Callable[[httpx.Request], bool]
+
+
+def idempotent(request: httpx.Request) -> bool:
+    """The default: what HTTP itself says may be repeated."""
+    return request.method in IDEMPOTENT_METHODS
+
+
+@dataclass
+class Budget:
+    """How long retries may wait in this pass; longer waits defer the work to the next pass."""
+
+    deadline: float = field(default_factory=lambda: time.monotonic() + 60.0)
+    max_wait: float = 30.0
+    attempts: int = 4
+    clock: Callable[[], float] = time.monotonic
+
+    pass_seconds: float = 60.0
+
+    def reset(self) -> None:
+        """A new pass: retries may wait up to `pass_seconds` in all."""
+        self.deadline = self.clock() + self.pass_seconds
+
+    def affordable(self, wait: float) -> bool:
+        return wait <= self.max_wait and self.clock() + wait < self.deadline
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - self.clock())
+
+
+class Pacer:
+    """At most `rate` requests per `per` seconds, once the service has said 429: a server
+    without a limit is not slowed down, and one with a limit (OpenHands Cloud: 10 a second
+    per user) is not hammered after its first refusal."""
+
+    def __init__(self, rate: int, per: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.per, self.clock = rate, per, clock
+        self.active = False
+        self._sent: collections.deque[float] = collections.deque()
+        self._lock = asyncio.Lock()
+
+    def watch(self, response: httpx.Response) -> None:
+        """Every answer passes here: the first 429 switches pacing on."""
+        if response.status_code == 429:
+            self.active = True
+
+    async def wait(self) -> None:
+        if not self.active:
+            return
+        async with self._lock:
+            now = self.clock()
+            while self._sent and now - self._sent[0] >= self.per:
+                self._sent.popleft()
+            if len(self._sent) >= self.rate:
+                await asyncio.sleep(self.per - (now - self._sent[0]))
+                self._sent.popleft()
+            self._sent.append(self.clock())
+
+
+class _Retry(Exception):
+    """An answer worth asking again for (5xx, 429)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """A body httpx can send again: bytes, or a multipart form (storage3's uploads) over files
+    httpx rewinds before each send. A stream from an iterator is consumed by the first try.
+    (httpx does not export its multipart stream class, hence the name.)"""
+    stream = request.stream
+    return isinstance(stream, httpx.ByteStream) or type(stream).__name__ == "MultipartStream"
+
+
+class RetryTransport(httpx.AsyncBaseTransport):
+    """Wraps a client's transport: counts every attempt, retries by the policy, and hands
+    the last answer on when it gives up (already read, so the caller's own error handling —
+    ours, postgrest's, storage3's — sees the real status and body)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, service: str, budget: Budget,
+                 calls: Counter[str], repeatable: Repeatable = idempotent,
+                 pacer: Pacer | None = None) -> None:
+        self.inner = inner
+        self.pacer = pacer
+        self.service = service
+        self.budget = budget
+        self.calls = calls
+        self.repeatable = repeatable
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        override = request.extensions.get(REPEATABLE)
+        safe = (self.repeatable(request) if override is None else bool(override)) \
+            and _replayable(request)
+        answer: httpx.Response | None = None
+        try:
+            async for attempt in stamina.retry_context(
+                on=self._decide(request, safe), attempts=self.budget.attempts,
+                timeout=max(self.budget.remaining, 0.001), wait_initial=0.5,
+                wait_max=self.budget.max_wait,
+            ):
+                with attempt:
+                    if self.pacer is not None:
+                        await self.pacer.wait()
+                    self.calls[self.service] += 1
+                    answer = await self.inner.handle_async_request(request)
+                    if self.pacer is not None:
+                        self.pacer.watch(answer)
+                    if answer.status_code in RETRY_STATUSES or answer.status_code == 403:
+                        await answer.aread()
+                        await answer.aclose()
+                        if answer.status_code != 403 or is_rate_limited(answer):
+                            raise _Retry(answer)
+        except _Retry as exc:
+            return exc.response
+        assert answer is not None
+        return answer
+
+    def _decide(self, request: httpx.Request, safe: bool) -> Callable[[Exception], bool | float]:
+        """The declared predicate, for one request."""
+
+        def decide(exc: Exception) -> bool | float:
+            arrived = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            limited = isinstance(exc, _Retry) and is_rate_limited(exc.response)
+            if not safe and arrived and not limited:
+                return False  # it may have done its work: sending it again could do it twice
+            if isinstance(exc, httpx.TransportError):
+                wait: float | bool = self.budget.remaining > 0
+            elif isinstance(exc, _Retry):
+                advised = retry_after(exc.response)
+                if advised is None and limited:
+                    advised = SECONDARY_LIMIT_WAIT
+                wait = (self.budget.remaining > 0 if advised is None
+                        else advised if self.budget.affordable(advised) else False)
+            else:
+                return False
+            if wait is not False:
+                cause = (f"HTTP {exc.response.status_code}" if isinstance(exc, _Retry)
+                         else type(exc).__name__)
+                log.info("retrying %s %s %s after %s", self.service, request.method,
+                         safe_url(request.url), cause,
+                         extra={"service": self.service, "cause": cause,
+                                "wait_s": wait if not isinstance(wait, bool) else None})
+            return wait
+
+        return decide
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
