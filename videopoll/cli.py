@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import sys
@@ -19,6 +20,8 @@ from .output import Output
 from .settings import Settings, from_env
 
 T = TypeVar("T")
+# A full or failing disk is the machine's trouble, not a configuration error.
+DISK_FAULTS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS})
 
 app = typer.Typer(
     name="videopoll",
@@ -116,6 +119,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return out.fail(Interrupted("interrupted"))
     except OSError as exc:
+        if exc.errno in DISK_FAULTS:  # the machine, not the configuration: exit 1
+            from .services.localdb import disk_error
+
+            return out.fail(disk_error(exc, "writing a local file"))
         return out.fail(ConfigError(f"{type(exc).__name__}: {exc.strerror or exc}"))
     except Exception as exc:  # a bug: one scrubbed line; the traceback only when asked for
         if os.environ.get("VIDEOPOLL_DEBUG"):

@@ -3,18 +3,22 @@ listing -> claimed, verified, streamed transfers -> a PassSummary.
 
 The engine talks to the world only through its ports and never imports httpx; its clock
 and sleep are injected so tests move time instead of waiting for it.
+
+A failure while handling one row stays with that row (it is deferred to the next pass) and the
+pass always ends with its summary; only what no row can get past ends it early: refused
+credentials (exit 3) and configuration errors (exit 2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
-from .errors import ArtifactError, ServiceError
+from .errors import ArtifactError, AuthError, ConfigError, ServiceError, VideopollError
 from .model import (
     Action,
     AgentState,
@@ -33,6 +37,10 @@ from .transfers import Transfers
 T = TypeVar("T")
 Refs = dict[str, ArtifactRef | None]
 NOT_FOUND_GRACE = 300.0  # an id OpenHands does not know yet: give it five minutes
+# Errors no row gets past: every row would meet them the same way, so they end the pass.
+FATAL = (AuthError, ConfigError)
+NOBODY_KNOWN = ("OpenHands knows none of the {n} pending {what}: nothing was failed. The key "
+                "may belong to another account, or OPENHANDS_BASE_URL points at another server")
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,13 @@ class Poller:
             self.before_pass()
         started, before = self.monotonic(), dict(self.calls)
         run = Pass(self.store, self.clock(), dry_run)
-        rows = await self.store.pending(limit)
+        try:
+            rows = await self.store.pending(limit)
+        except FATAL:
+            raise
+        except VideopollError as exc:  # nothing to decide: an empty pass with the error
+            run.error(None, exc, "store")
+            rows = []
         starting = [r for r in rows if not r.conversation_id]
         running = [r for r in rows if r.conversation_id]
         await self._resolve(run, starting)
@@ -97,6 +111,9 @@ class Poller:
         except ServiceError as exc:
             await run.defer_all(rows, exc)
             return
+        if await self._nobody_known(run, rows, [tasks.get(r.start_task_id or "") for r in rows],
+                                    "start tasks"):
+            return
 
         async def one(row: VideoAsset) -> None:
             task = tasks.get(row.start_task_id or "")
@@ -115,19 +132,46 @@ class Poller:
             else:
                 run.note(row, row.status, Action.SKIPPED, "changed by another poller")
 
-        await self._each(rows, one)
+        await self._each(run, rows, one)
 
-    async def _each(self, rows: list[VideoAsset],
-                    decide: Callable[[VideoAsset], Awaitable[T]]) -> list[T]:
+    async def _each(self, run: Pass, rows: list[VideoAsset],
+                    decide: Callable[[VideoAsset], Awaitable[T]]) -> list[T | None]:
         """Decide every row at once: each decision is a store write or two, and waiting for
-        them one by one would make a pass as slow as the original's per-row loop."""
+        them one by one would make a pass as slow as the original's per-row loop.
+
+        Each decision is isolated: when it fails, that row is deferred (None) and the others
+        go on. A fatal error cancels the siblings before it leaves (a task group), so none
+        keeps writing while the runtime closes its clients."""
         gate = asyncio.Semaphore(self.config.writes_in_flight)
 
-        async def gated(row: VideoAsset) -> T:
+        async def isolated(row: VideoAsset) -> T | None:
             async with gate:
-                return await decide(row)
+                try:
+                    return await decide(row)
+                except FATAL:
+                    raise
+                except VideopollError as exc:
+                    await run.defer(row, exc)
+                    return None
 
-        return list(await asyncio.gather(*(gated(row) for row in rows)))
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(isolated(row)) for row in rows]
+        except BaseExceptionGroup as failed:  # the first fatal error, as itself
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    async def _nobody_known(self, run: Pass, rows: list[VideoAsset], found: Sequence[object],
+                            what: str) -> bool:
+        """Several ids, none known to OpenHands, some past the not-found grace: far more
+        likely a wrong key or server than every conversation gone at once, so fail none;
+        the rows wait and the pass reports it (exit 1)."""
+        if len(rows) < 2 or any(item is not None for item in found) or not any(
+                self._older_than(row, run.now, self.config.not_found_grace) for row in rows):
+            return False
+        await run.defer_all(rows, ServiceError(NOBODY_KNOWN.format(n=len(rows), what=what),
+                                                 service="openhands"))
+        return True
 
     async def _states(self, run: Pass, rows: list[VideoAsset]
                       ) -> tuple[list[VideoAsset], asyncio.Future[Refs] | None]:
@@ -150,7 +194,7 @@ class Poller:
                 return row
             return None
 
-        asked = [row for row in await self._each(rows, screen) if row is not None]
+        asked = [row for row in await self._each(run, rows, screen) if row is not None]
         if not asked:
             return [], None
         try:
@@ -159,6 +203,17 @@ class Poller:
         except ServiceError as exc:
             await run.defer_all(asked, exc)
             return [], None
+        found = [states.get(_normalise(r.conversation_id or "") or "") for r in asked]
+        if await self._nobody_known(run, asked, found, "conversations"):
+            return [], None
+        unread: dict[str, list[VideoAsset]] = {}  # lookups that failed, by what they said
+        for row, state in zip(asked, found, strict=True):
+            if state is not None and state.lookup_error:
+                unread.setdefault(state.lookup_error, []).append(row)
+        for message, waiting in unread.items():
+            await run.defer_all(waiting, ServiceError(message, service="openhands"))
+        asked = [r for r, s in zip(asked, found, strict=True)
+                 if s is None or not s.lookup_error]
         done = [r.github_path or "" for r in asked
                 if (s := states.get(_normalise(r.conversation_id or "") or "")) is not None
                 and s.state is Status.FINISHED]
@@ -169,7 +224,7 @@ class Poller:
                                      states.get(_normalise(row.conversation_id or "") or ""))
 
         try:
-            decided = await self._each(asked, apply)
+            decided = await self._each(run, asked, apply)
         except BaseException:
             if listing is not None:
                 listing.cancel()
@@ -223,12 +278,15 @@ class Poller:
                 run.wait(row, f"finished; waiting for the file on GitHub ({left}s left)",
                          Status.FINISHED)
 
-        found = [(row, ref) for row in rows if (ref := refs.get(row.github_path or ""))]
+        found = {row.id: ref for row in rows if (ref := refs.get(row.github_path or ""))}
         run.summary.found += len(found)
-        missing = [row for row in rows if refs.get(row.github_path or "") is None]
-        # Transfers bound their own downloads (VIDEOPOLL_CONCURRENCY); the rest overlaps.
-        await asyncio.gather(self._each(missing, absent),
-                             *(self.transfers.run(run, row, ref) for row, ref in found))
+
+        async def decide(row: VideoAsset) -> None:
+            ref = found.get(row.id)
+            # Transfers bound their own downloads (VIDEOPOLL_CONCURRENCY); the rest overlaps.
+            await (self.transfers.run(run, row, ref) if ref else absent(row))
+
+        await self._each(run, rows, decide)
 
     def _older_than(self, row: VideoAsset, now: datetime, seconds: float) -> bool:
         return (now - row.age_from).total_seconds() >= seconds
@@ -246,7 +304,9 @@ class Poller:
             summary = await self.poll_once(limit=limit)
             if on_pass is not None:
                 on_pass(summary)
-            if until_done and summary.still_generating == 0:
+            # Nothing pending, as far as a pass that could read the rows can tell.
+            looked = summary.checked > 0 or not summary.errors
+            if until_done and summary.still_generating == 0 and looked:
                 return True
             if stop is not None and stop.is_set():
                 return True

@@ -13,12 +13,14 @@
     │   ├── ServerError         server_error    1   5xx (after retries)
     │   ├── ProtocolError       protocol        1   an answer that breaks the contract
     │   ├── AuthError           auth            3   the service refused our credentials
-    │   └── RequestRejected     rejected        1   any other 4xx
+    │   ├── RequestRejected     rejected        1   any other 4xx
+    │   └── DiskError           disk            1   a local file could not be written (ENOSPC…)
     └── ArtifactError           artifact        1   one video's bytes cannot be used
         ├── UnsafePath          unsafe_path         permanent
         ├── TooLarge            too_large           permanent
         ├── NotVideo            not_video           permanent
         ├── ContentMismatch     mismatch            permanent after VIDEOPOLL_MAX_ATTEMPTS
+        ├── ArtifactMissing     missing             permanent after VIDEOPOLL_MAX_ATTEMPTS
         └── ShortBody           short_body          transient: the body broke off
 
 `ServiceError.transient` tells the engine to defer a row rather than fail it; every class's
@@ -133,6 +135,12 @@ class RequestRejected(ServiceError):
     transient = False
 
 
+class DiskError(ServiceError):
+    """A local file could not be written."""
+
+    code = "disk"
+
+
 class LeaseLost(VideopollError):
     """another poller took over this video (our lease ran out)"""
 
@@ -168,6 +176,13 @@ class ContentMismatch(ArtifactError):
     """downloaded bytes do not match GitHub's size and hash"""
 
     code = "mismatch"
+
+
+class ArtifactMissing(ArtifactError):
+    """the listing names the file, but its bytes cannot be had"""
+
+    code = "missing"
+    transient = True  # counted: after VIDEOPOLL_MAX_ATTEMPTS the video fails
 
 
 class ShortBody(ArtifactError):

@@ -112,6 +112,9 @@ class AgentState:
     execution_status: str | None = None
     reason: str | None = None
     warning: str | None = None  # an enum value we do not know
+    # The state could not be read this pass (its event log did not answer): the row waits
+    # for the next pass rather than being decided on a guess.
+    lookup_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

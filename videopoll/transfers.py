@@ -4,16 +4,18 @@ store while the lease is renewed, then mark ready — or release, defer or fail 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .errors import (
     ArtifactError,
+    ArtifactMissing,
     AuthError,
     ConfigError,
     ContentMismatch,
     LeaseLost,
     ServiceError,
+    VideopollError,
 )
 from .model import Action, ArtifactRef, Status, VideoAsset
 from .ports import ArtifactSource, Store
@@ -65,10 +67,13 @@ class Transfers:
         except (ConfigError, AuthError):
             await self._release(row)
             raise
-        except ContentMismatch as exc:
+        except (ContentMismatch, ArtifactMissing) as exc:
+            # Bytes that never match, or a listed file that cannot be had: counted, and
+            # after VIDEOPOLL_MAX_ATTEMPTS the video fails instead of waiting forever.
             count = await run.defer(row, exc, mismatch=True)
             if count >= self.config.max_attempts:
-                await run.fail(row, f"{exc.message} ({count} attempts)", self.owner)
+                await self._settle(run.fail(row, f"{exc.message} ({count} attempts)",
+                                            self.owner), row)
             else:
                 await self._release(row)
         except ArtifactError as exc:
@@ -76,10 +81,10 @@ class Transfers:
                 await run.defer(row, exc)
                 await self._release(row)
             else:
-                await run.fail(row, exc.message, self.owner)
+                await self._settle(run.fail(row, exc.message, self.owner), row)
         except LeaseLost as exc:
             run.note(row, Status.TRANSFERRING, Action.SKIPPED, exc.message)
-        except ServiceError as exc:
+        except VideopollError as exc:  # the store or GitHub failed: try again next pass
             await run.defer(row, exc)
             await self._release(row)
         else:
@@ -87,6 +92,17 @@ class Transfers:
                 run.note(row, Status.READY, Action.STORED, f"stored {key} ({ref.size} bytes)")
             else:
                 run.note(row, Status.TRANSFERRING, Action.SKIPPED, LeaseLost().message)
+
+    async def _settle(self, failing: Awaitable[None], row: VideoAsset) -> None:
+        """Fail a row we hold; if the store cannot be told, hand the claim back rather than
+        leave the row held until the lease runs out."""
+        try:
+            await failing
+        except (ConfigError, AuthError):
+            raise
+        except VideopollError:
+            await self._release(row)
+            raise
 
     async def _release(self, row: VideoAsset) -> None:
         try:

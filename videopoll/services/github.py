@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import ProtocolError, RequestRejected, ShortBody
+from ..errors import ArtifactMissing, ProtocolError, RequestRejected, ShortBody
 from ..model import ArtifactRef
 from ..ports import Store
 from .http import send
@@ -193,8 +193,15 @@ class GitHubArtifacts:
             request = client.build_request(
                 "GET", f"/repos/{self.repo}/git/blobs/{ref.sha}",
                 headers={"Accept": "application/vnd.github.raw+json"})
-        response = await send(client, request, service=SERVICE,
-                              stream=True, what="download")
+        try:
+            response = await send(client, request, service=SERVICE, stream=True,
+                                  what="download")
+        except RequestRejected as exc:
+            if exc.status in (404, 410):  # listed, yet gone: counted, then the video fails
+                raise ArtifactMissing(f"github: {ref.path} is listed but its "
+                                      f"{'LFS object' if ref.lfs else 'blob'} is missing "
+                                      f"(HTTP {exc.status})") from None
+            raise
         try:
             async for piece in response.aiter_bytes():
                 yield piece
@@ -216,13 +223,17 @@ class GitHubArtifacts:
         try:
             obj = body["objects"][0]
             if "error" in obj:
-                raise RequestRejected(
-                    f"github: LFS object {ref.lfs_oid} unavailable: "
-                    f"{obj['error'].get('message', obj['error'].get('code'))}",
-                    service=SERVICE, status=int(obj["error"].get("code", 404)))
+                # A pointer pushed without its object (a common git-lfs failure) is 404; 410
+                # removed. Both are counted attempts, then the video fails; anything else is
+                # the request's fault.
+                error, code = obj["error"], int(obj["error"].get("code", 404))
+                why = f"LFS object {ref.lfs_oid} unavailable: {error.get('message', code)}"
+                if code in (404, 410):
+                    raise ArtifactMissing(f"github: {ref.path}: {why}")
+                raise RequestRejected(f"github: {why}", service=SERVICE, status=code)
             action = obj["actions"]["download"]
             href, header = action["href"], dict(action.get("header") or {})
-        except (KeyError, IndexError, TypeError, AttributeError):
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
             raise ProtocolError("github: LFS batch answer has no download action",
                                 service=SERVICE) from None
         return self.downloads.build_request("GET", href, headers=header)

@@ -8,6 +8,7 @@ the lease checks (`claimed_until > now`) and the pending order rely on it.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sqlite3
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import RequestRejected, ServerError
+from ..errors import DiskError, RequestRejected, ServerError
 from ..model import Lesson, Status, VideoAsset
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -201,12 +202,20 @@ def check_key(key: str) -> str:
 
 
 @contextmanager
-def disk() -> Iterator[None]:
-    """File-system failures are the store failing (transiently, like a 5xx)."""
+def disk(what: str = "local storage") -> Iterator[None]:
+    """File-system failures are the store failing: transiently (a full disk frees up), like a
+    5xx, with the errno's name and the file in one line."""
     try:
         yield
     except OSError as exc:
-        raise ServerError(f"local storage failed: {exc}", service="store") from exc
+        raise disk_error(exc, what) from exc
+
+
+def disk_error(exc: OSError, what: str) -> DiskError:
+    name = errno.errorcode.get(exc.errno or 0, "")
+    where = f" ({exc.filename})" if exc.filename else ""
+    return DiskError(f"{what}: {exc.strerror or exc}{f' [{name}]' if name else ''}{where}",
+                     service="disk")
 
 
 def fsync_dir(directory: Path) -> None:

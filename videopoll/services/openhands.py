@@ -2,7 +2,9 @@
 
 All pending conversations are asked about in batches of at most 99 ids, concurrently; only
 conversations whose state alone is ambiguous (a PAUSED or MISSING sandbox) or that failed
-(for the reason) cost one more request each, to their event log.
+(for the reason) cost one more request each, to their event log. A lookup that fails touches
+only its own conversation: an ambiguous one is left undecided this pass, a failed one keeps
+the batch's generic reason.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from typing import Any
 
 import httpx
 
-from ..errors import ProtocolError
+from ..errors import AuthError, ProtocolError, ServiceError
 from ..model import AgentState, StartTask, Status, normalise_id
 from .http import send
 
 SERVICE = "openhands"
 STATE_BATCH = 99  # GET /app-conversations answers 400 for 100 ids or more
-TASK_BATCH = 100
+TASK_BATCH = 99  # start-tasks?ids=: some versions enforce the same `< 100` as above
+EVENT_PAGE = 100  # events/search answers at most 100 a page
+EVENT_PAGES = 5  # pages read to find the newest execution status (stats events crowd it out)
 REASONS_PER_PASS = 4  # error-event lookups a pass may spend; the rest keep a generic reason
 RATE = 10  # requests a second (OpenHands Cloud's per-user limit)
 SANDBOX = frozenset({"STARTING", "RUNNING", "PAUSED", "ERROR", "MISSING"})
@@ -118,19 +122,31 @@ class OpenHandsAgent:
 
     async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
         ids = list(dict.fromkeys(conversation_ids))
+        batches = list(_batches(ids, STATE_BATCH))
         answers = await asyncio.gather(*(
             self._batch("/api/v1/app-conversations", batch, "conversation states")
-            for batch in _batches(ids, STATE_BATCH)))
-        items = [item for answer in answers for item in answer]
+            for batch in batches), return_exceptions=True)
         out: dict[str, AgentState | None] = {}
+        items: list[tuple[str, Any]] = []
+        for batch, answer in zip(batches, answers, strict=True):
+            if isinstance(answer, ServiceError) and not isinstance(answer, AuthError):
+                # This batch's ids only: undecided this pass, the others go on.
+                out.update((i, AgentState(Status.GENERATING, lookup_error=answer.message))
+                           for i in batch)
+            elif isinstance(answer, BaseException):
+                raise answer  # refused credentials end the pass; anything else is a bug
+            else:
+                items.extend(zip(batch, answer, strict=True))
         follow_ups = []
         reasons = REASONS_PER_PASS
-        for conversation_id, item in zip(ids, items, strict=True):
+        for conversation_id, item in items:
             if item is None:
                 out[conversation_id] = None
                 continue
             if not isinstance(item, dict):
-                raise ProtocolError("openhands: a conversation is not an object", service=SERVICE)
+                out[conversation_id] = AgentState(
+                    Status.GENERATING, lookup_error="openhands: a conversation is not an object")
+                continue
             sandbox, execution = item.get("sandbox_status"), item.get("execution_status")
             out[conversation_id] = map_state(sandbox, execution)
             # PAUSED/MISSING need their events to be decided at all; an agent's error only
@@ -149,23 +165,58 @@ class OpenHandsAgent:
                        ambiguous: bool, reason_wanted: bool = True) -> tuple[str, AgentState]:
         newest = None
         if ambiguous:
-            events = await self._events(conversation_id, "ConversationStateUpdateEvent")
-            newest = next((str(e.get("value")) for e in events
-                           if e.get("key") == "execution_status"), None)
+            try:
+                newest = await self._newest_execution(conversation_id)
+            except AuthError:
+                raise
+            except ServiceError as exc:  # this conversation only: decide it next pass
+                return conversation_id, AgentState(Status.GENERATING, sandbox, execution,
+                                                   lookup_error=exc.message)
         reason = None
         if reason_wanted and map_state(sandbox, execution, newest).state is Status.FAILED:
-            errors = await self._events(conversation_id, "ConversationErrorEvent", limit=1)
+            try:
+                errors, _ = await self._events(conversation_id, "ConversationErrorEvent", 1)
+            except AuthError:
+                raise
+            except ServiceError:  # the failure is certain; only its wording is missing
+                errors = []
             if errors:
                 reason = " ".join(str(errors[0].get("detail") or errors[0].get("code")).split())
         return conversation_id, map_state(sandbox, execution, newest, reason and reason[:200])
 
-    async def _events(self, conversation_id: str, kind: str, limit: int = 20
-                      ) -> list[dict[str, Any]]:
-        body = await self._get(
-            f"/api/v1/conversation/{conversation_id}/events/search",
-            {"kind__eq": kind, "sort_order": "TIMESTAMP_DESC", "limit": limit}, what="events")
+    async def _newest_execution(self, conversation_id: str) -> str | None:
+        """The newest execution status in the event log, newest first: a state update of
+        `execution_status` itself, or a `full_state` snapshot's. Every other field's update
+        (stats after each LLM call, for one) is an event of the same kind, so a page may hold
+        none: read up to EVENT_PAGES pages."""
+        page: str | None = None
+        for _ in range(EVENT_PAGES):
+            events, page = await self._events(conversation_id, "ConversationStateUpdateEvent",
+                                              EVENT_PAGE, page)
+            for event in events:
+                value = event.get("value")
+                if event.get("key") == "execution_status" and isinstance(value, str):
+                    return value
+                if event.get("key") == "full_state" and isinstance(value, dict) \
+                        and isinstance(value.get("execution_status"), str):
+                    return str(value["execution_status"])
+            if page is None:
+                break
+        return None
+
+    async def _events(self, conversation_id: str, kind: str, limit: int,
+                      page: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a conversation's events of `kind`, newest first, and the next page's id."""
+        params: dict[str, Any] = {"kind__eq": kind, "sort_order": "TIMESTAMP_DESC",
+                                  "limit": limit}
+        if page is not None:
+            params["page_id"] = page
+        body = await self._get(f"/api/v1/conversation/{conversation_id}/events/search",
+                               params, what="events")
         items = body.get("items") if isinstance(body, dict) else None
-        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        following = body.get("next_page_id") if isinstance(body, dict) else None
+        found = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        return found, str(following) if following else None
 
     async def start(self, *, prompt: str, repository: str, branch: str, title: str,
                     secrets: Mapping[str, str] | None = None) -> StartTask:

@@ -23,6 +23,7 @@ from supabase import AsyncClient, AsyncClientOptions, SupabaseException, acreate
 from ..errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
 from ..model import Lesson, Status, VideoAsset
 from . import tus
+from .localdb import disk
 from .retry import idempotent
 from .supabase_edge import (
     COLUMNS,
@@ -244,7 +245,7 @@ class SupabaseStore:
                          content_type: str) -> None:
         """Spool the verified bytes to an anonymous temp file (gone with the process, even
         a killed one), then let storage3 stream it through a reader of the same file."""
-        with tempfile.TemporaryFile(prefix="videopoll-") as spool:
+        with disk("spooling the upload"), tempfile.TemporaryFile(prefix="videopoll-") as spool:
             written = 0
             async for piece in chunks:
                 written += len(piece)

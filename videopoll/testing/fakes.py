@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import RequestRejected, ShortBody
+from ..errors import ArtifactMissing, ShortBody
 from ..model import AgentState, ArtifactRef, StartTask, Status
 from .faults import Recorder
 
@@ -151,6 +151,7 @@ class FakeArtifacts(Recorder):
         self.lfs_of: dict[str, bool] = {}  # per-path choice, over the `lfs` default
         self.chunk_size = chunk_size
         self._tampers: dict[str, _Tamper] = {}
+        self.missing: set[str] = set()
 
     def add(self, path: str, data: bytes, *, lfs: bool | None = None) -> ArtifactRef:
         self.files[path] = data
@@ -182,11 +183,17 @@ class FakeArtifacts(Recorder):
         """Raise `exc` (default ShortBody) after `nbytes` bytes: the connection broke."""
         self._tampers[path] = _Tamper("break", keep=nbytes, exc=exc or ShortBody(), times=times)
 
+    def vanish(self, path: str) -> None:
+        """The listing keeps naming the file but its bytes are gone (an LFS pointer pushed
+        without its object, a blob GitHub no longer serves)."""
+        self.missing.add(path)
+
     def reset(self) -> None:
         self.reset_calls()
         self.files.clear()
         self.lfs_of.clear()
         self._tampers.clear()
+        self.missing.clear()
 
     async def find(self, paths: Sequence[str]) -> dict[str, ArtifactRef | None]:
         self._record("find", *paths)
@@ -221,8 +228,8 @@ class FakeArtifacts(Recorder):
     async def _stream(self, ref: ArtifactRef) -> AsyncIterator[bytes]:
         # Faults fire on first iteration: a streaming client sends its request then.
         self._fault("open")
-        if ref.path not in self.files:
-            raise RequestRejected(f"{ref.path} not found", service="github", status=404)
+        if ref.path not in self.files or ref.path in self.missing:
+            raise ArtifactMissing(f"github: {ref.path} is listed but its bytes are missing")
         data, exc = self._spoil(ref.path, self.files[ref.path])
         for start in range(0, len(data), self.chunk_size):
             yield data[start:start + self.chunk_size]
