@@ -159,3 +159,24 @@ def test_a_missing_bucket_is_a_configuration_error_and_doctor_fix_makes_it(
     fixed = stack.cli("doctor", "--fix", "--json")
     assert fixed.code == 0, fixed.out
     assert stack.cli("poll", "--json").json["processed"] == 1
+
+
+def test_doctor_checks_pending_conversations_are_visible_with_the_key(stack: Stack) -> None:
+    """Pending rows whose conversations OpenHands does not know at all: the sign of a key of
+    another account or another server, which doctor names (exit 1)."""
+    _, known, _ = stack.video("RUNNING", "running")
+    lesson = stack.seed.lesson()
+    for _ in range(2):
+        stack.seed.video(lesson, uuid.uuid4().hex)
+
+    def check() -> tuple[int, dict[str, object]]:
+        result = stack.cli("doctor", "--json")
+        found = {c["name"]: c for c in result.json["checks"]}
+        return result.code, found["openhands: pending conversations"]
+
+    code, seen = check()
+    assert code == 0 and seen["ok"] and seen["detail"] == "1 of 3 visible with this key"
+    stack.sandbox.openhands.remove(known)
+    code, seen = check()
+    assert code == 1 and not seen["ok"]
+    assert "0 of 3 visible" in str(seen["detail"]) and "OPENHANDS_BASE_URL" in str(seen["detail"])
