@@ -192,16 +192,30 @@ def retry(
 
     Example: videopoll retry --failed --dry-run
     """
-    from .errors import ConfigError
+    import uuid
+
+    from .errors import ConfigError, NotFound, Refused
     from .runtime import Runtime
 
     if (asset is None) == (not failed):
         raise ConfigError("give either an asset id or --failed")
+    if asset is not None:
+        try:
+            asset = str(uuid.UUID(asset))
+        except ValueError:
+            shown = asset.encode("unicode_escape").decode("ascii")[:80]
+            raise ConfigError(f"not an asset id (a UUID): {shown}") from None
     out = Output(json_mode=json)
     settings = load_settings(out)
 
     async def go() -> None:
         async with Runtime(settings, need=STORE) as rt:
+            if asset is not None:
+                row = await rt.store.get(asset)
+                if row is None:
+                    raise NotFound(f"asset not found: {asset}")
+                if row.status != "failed":
+                    raise Refused(f"asset {asset} is {row.status}, not failed: nothing to retry")
             rows = await rt.store.retry(None if failed else [asset or ""], dry_run=dry_run)
         if json:
             out.json([r.to_json() for r in rows])
