@@ -128,7 +128,7 @@ class World:
         base = {k: v for k, v in os.environ.items()
                 if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")}
         env = {**base, **self.sandbox.env(self.home), "NO_COLOR": "1", "TERM": "dumb",
-               "VIDEOPOLL_ENV_FILE": str(self.tmp / "no.env"), "PYTHONDONTWRITEBYTECODE": "1"}
+               "VIDEOPOLL_ENV_FILE": os.devnull, "PYTHONDONTWRITEBYTECODE": "1"}
         if self.store == "supabase":
             env.update(VIDEOPOLL_STORE="supabase", SUPABASE_URL=self.supa.url,
                        SUPABASE_SERVICE_ROLE_KEY=self.supa.service_key, VIDEOPOLL_BUCKET=BUCKET)

@@ -39,7 +39,7 @@ def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     for name in list(os.environ):
         if name.startswith(SERVICE_VARS):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("VIDEOPOLL_ENV_FILE", str(tmp_path / "no.env"))
+    monkeypatch.setenv("VIDEOPOLL_ENV_FILE", os.devnull)
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.chdir(tmp_path)
     yield tmp_path

@@ -119,6 +119,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return out.fail(Interrupted("interrupted"))
     except OSError as exc:
+        if os.environ.get("VIDEOPOLL_DEBUG"):
+            out.raw(traceback.format_exc().rstrip())
         if exc.errno in DISK_FAULTS:  # the machine, not the configuration: exit 1
             from .services.localdb import disk_error
 

@@ -6,6 +6,7 @@ and fails the third; `watch --until-done` carries them to the end over real HTTP
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -45,7 +46,7 @@ async def run_demo(out: Output, home: Path) -> int:
     home.mkdir(parents=True)
     summaries: list[PassSummary] = []
     with Sandbox(step=0.1, run=1.5, fail_when=_fail_when) as sandbox:
-        env = {**sandbox.env(home), **SPEED, "VIDEOPOLL_ENV_FILE": str(home / "none.env")}
+        env = {**sandbox.env(home), **SPEED, "VIDEOPOLL_ENV_FILE": os.devnull}
         settings = from_env(env)
         out.say(f"stand-ins: OpenHands {sandbox.openhands.url}, GitHub {sandbox.github.url}, "
                 f"repo {sandbox.repo}; local store in {home}")

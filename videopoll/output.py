@@ -7,15 +7,13 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values
 from rich.console import Console, RenderableType
 
 from .errors import VideopollError
 from .render import dumps
-from .settings import scrub_order, secret_values
+from .settings import env_file_path, read_env_file, scrub_order, secret_values
 
 
 class Scrubber:
@@ -33,13 +31,9 @@ class Scrubber:
     @classmethod
     def from_environment(cls) -> Scrubber:
         values = secret_values(os.environ)
-        env_file = Path(os.environ.get("VIDEOPOLL_ENV_FILE", ".env"))
-        try:
-            if env_file.is_file():
-                found = dotenv_values(env_file)
-                values += secret_values({k: v or "" for k, v in found.items()})
-        except Exception:  # an unreadable .env is reported by Settings, not here
-            pass
+        path, _ = env_file_path(os.environ)
+        if path.is_file():  # what does not parse is reported by Settings, not here
+            values += secret_values(read_env_file(path, strict=False))
         return cls(values)
 
     def learn(self, values: Sequence[str]) -> None:

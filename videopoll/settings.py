@@ -6,14 +6,16 @@ never shows them; `require()` names the first missing variable before any networ
 
 from __future__ import annotations
 
+import io
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from .errors import ConfigError
 
@@ -140,19 +142,59 @@ class Settings:
         return []
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool = False,
-            minimum: float = 0.0) -> Any:
+_PLAIN = re.compile(r"-?\d+(?:\.\d+)?")  # negative: refused by the minimum, by name
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
+# KB, MB, GB are powers of 1000; KiB, MiB, GiB and the bare K, M, G (as `ls -h` and docker
+# print them) are powers of 1024.
+_UNITS = {"": 1, "b": 1, **{f"{p}b": 1000 ** (i + 1) for i, p in enumerate("kmgt")},
+          **{f"{p}ib": 1024 ** (i + 1) for i, p in enumerate("kmgt")},
+          **{p: 1024 ** (i + 1) for i, p in enumerate("kmgt")}}
+DURATION_FORM = "seconds, or with a unit: 90s, 5m, 1h30m, 2d"
+SIZE_FORM = "bytes, or with a unit: 500MB, 2GiB, 2G"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `30`, `2.5`, `90s`, `5m`, `1h30m`, `250ms`; ValueError otherwise."""
+    raw = text.strip()
+    if _PLAIN.fullmatch(raw):
+        return float(raw)
+    pieces = _DURATION.findall(raw)
+    if not pieces or _DURATION.sub("", raw).strip():
+        raise ValueError(raw)
+    return sum(float(n) * _SECONDS[u.lower()] for n, u in pieces)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `1048576`, `500MB`, `2GiB`, `2G`; ValueError otherwise."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None or match[2].lower() not in _UNITS or (not match[2] and "." in match[1]):
+        raise ValueError(text)  # a fraction of a byte is no size
+    return int(float(match[1]) * _UNITS[match[2].lower()])
+
+
+def _setting(env: Mapping[str, str], name: str, default: float, parse: Callable[[str], Any],
+             form: str, minimum: float) -> Any:
+    """One numeric setting: parsed, checked against its minimum, the variable named."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
-        return int(default) if integer else default
+        return default
     try:
-        value = int(raw) if integer else float(raw)
+        value = parse(raw)
     except ValueError:
-        kind = "a whole number" if integer else "a number"
-        raise ConfigError(f"{name} must be {kind} of seconds/bytes, got {raw!r}") from None
-    if value < minimum or value != value:
-        raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
+        raise ConfigError(f"{name} must be {form}; got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}; got {raw!r}")
     return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    return float(_setting(env, name, default, parse_duration, DURATION_FORM, minimum))
+
+
+def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    return int(_setting(env, name, default, int, "a whole number", minimum))
 
 
 def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -172,22 +214,62 @@ def _secret(env: Mapping[str, str], *names: str) -> Secret | None:
     return None
 
 
+def env_file_path(environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """The `.env` file to read and whether it was asked for by name (VIDEOPOLL_ENV_FILE)."""
+    named = (environ.get("VIDEOPOLL_ENV_FILE") or "").strip()
+    return (Path(named), True) if named else (Path(".env"), False)
+
+
+def read_env_file(path: Path, *, strict: bool = True) -> dict[str, str]:
+    """A `.env` file's variables, as python-dotenv reads them (interpolation included).
+
+    Strict: a line that is not `NAME=value` is a ConfigError naming the file and the line —
+    its content is never shown, it may hold a secret — instead of python-dotenv's warning
+    and a silently skipped line. Not strict (the scrubber's early look): what parses."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        if strict:
+            raise ConfigError(f"{path} is not UTF-8 text") from None
+        return {}
+    except OSError as exc:
+        if strict:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return {}
+    start = 1  # python-dotenv's own count drifts after blank lines: count them here
+    for binding in parse_stream(io.StringIO(text)):
+        chunk = binding.original.string  # blank lines, then the statement
+        line = start + len(chunk) - len(chunk.lstrip("\n"))
+        start += chunk.count("\n")
+        if binding.error and strict:
+            raise ConfigError(f"{path}, line {line}: not a NAME=value line",
+                              hint=f"fix or remove line {line} of {path}")
+        if not binding.error and binding.key and binding.value is None and strict:
+            raise ConfigError(f"{path}, line {line}: {binding.key} has no value",
+                              hint=f"write {binding.key}=… or remove the line")
+    if not strict:
+        return {b.key: b.value for b in parse_stream(io.StringIO(text))
+                if not b.error and b.key and b.value is not None}
+    values = dotenv_values(stream=io.StringIO(text))
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def load_env(environ: Mapping[str, str] | None = None,
              env_file: Path | None = None) -> dict[str, str]:
-    """The process environment over the `.env` file (the environment wins, like dotenv)."""
+    """The process environment over the `.env` file (the environment wins, like dotenv).
+    A file named by VIDEOPOLL_ENV_FILE must exist; `./.env` is optional."""
     environ = dict(os.environ if environ is None else environ)
-    path = env_file or Path(environ.get("VIDEOPOLL_ENV_FILE", ".env"))
+    path, named = (env_file, True) if env_file else env_file_path(environ)
     merged: dict[str, str] = {}
-    if path.is_file():
-        try:
-            values = dotenv_values(path)
-        except Exception as exc:  # dotenv raises plain errors on unreadable files
-            raise ConfigError(f"cannot read {path}: {type(exc).__name__}") from None
-        merged.update({k: v for k, v in values.items() if v is not None})
-        for key, value in values.items():
-            if value is None:
-                raise ConfigError(f"{path}: line for {key!r} has no value (write {key}=...)")
+    if path.is_dir():
+        raise ConfigError(f"VIDEOPOLL_ENV_FILE is a directory: {path}" if named
+                          else f"{path} is a directory, not an env file")
+    if path.exists():
+        merged.update(read_env_file(path))
         merged["__env_file__"] = str(path)
+    elif named:
+        raise ConfigError(f"VIDEOPOLL_ENV_FILE names a file that does not exist: {path}",
+                          hint="create it, or unset VIDEOPOLL_ENV_FILE to read ./.env")
     merged.update(environ)
     return merged
 
@@ -209,6 +291,8 @@ def from_env(environ: Mapping[str, str] | None = None, env_file: Path | None = N
         raise ConfigError(f"VIDEOPOLL_GITHUB_DIR must be a relative folder, got {github_dir!r}")
     api_url = _url(env, "GITHUB_API_URL", "https://api.github.com") or ""
     prompt = (env.get("VIDEOPOLL_PROMPT_FILE") or "").strip()
+    if prompt and Path(prompt).is_dir():
+        raise ConfigError(f"VIDEOPOLL_PROMPT_FILE is a directory, not a file: {prompt}")
     if prompt and not Path(prompt).is_file():
         raise ConfigError(f"VIDEOPOLL_PROMPT_FILE does not exist: {prompt}")
     sources = {"env_file": env["__env_file__"]} if "__env_file__" in env else {}
@@ -227,17 +311,18 @@ def from_env(environ: Mapping[str, str] | None = None, env_file: Path | None = N
         supabase_url=_url(env, "SUPABASE_URL", None),
         supabase_key=_secret(env, "SUPABASE_SERVICE_ROLE_KEY"),
         bucket=(env.get("VIDEOPOLL_BUCKET") or "lesson-assets").strip(),
-        interval=_number(env, "VIDEOPOLL_INTERVAL", 30, minimum=0.01),
-        max_generation=_number(env, "VIDEOPOLL_MAX_GENERATION", 3600),
-        artifact_grace=_number(env, "VIDEOPOLL_ARTIFACT_GRACE", 600),
-        max_bytes=_number(env, "VIDEOPOLL_MAX_BYTES", 2 * 1024**3, integer=True, minimum=1),
-        concurrency=_number(env, "VIDEOPOLL_CONCURRENCY", 4, integer=True, minimum=1),
-        lease=_number(env, "VIDEOPOLL_LEASE", 300, minimum=1),
-        max_attempts=_number(env, "VIDEOPOLL_MAX_ATTEMPTS", 3, integer=True, minimum=1),
+        interval=_seconds(env, "VIDEOPOLL_INTERVAL", 30, minimum=0.01),
+        max_generation=_seconds(env, "VIDEOPOLL_MAX_GENERATION", 3600),
+        artifact_grace=_seconds(env, "VIDEOPOLL_ARTIFACT_GRACE", 600),
+        max_bytes=int(_setting(env, "VIDEOPOLL_MAX_BYTES", 2 * 1024**3, parse_size, SIZE_FORM,
+                               1)),
+        concurrency=_count(env, "VIDEOPOLL_CONCURRENCY", 4),
+        lease=_seconds(env, "VIDEOPOLL_LEASE", 300, minimum=1),
+        max_attempts=_count(env, "VIDEOPOLL_MAX_ATTEMPTS", 3),
         default_user_id=(env.get("DEFAULT_USER_ID") or "").strip() or None,
         gemini_api_key=_secret(env, "GEMINI_API_KEY"),
         prompt_file=Path(prompt) if prompt else None,
-        timeout=_number(env, "VIDEOPOLL_TIMEOUT", 30, minimum=0.1),
+        timeout=_seconds(env, "VIDEOPOLL_TIMEOUT", 30, minimum=0.1),
         ping_url=_url(env, "VIDEOPOLL_PING_URL", None),
         sources=sources,
     )

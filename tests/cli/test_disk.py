@@ -5,6 +5,7 @@ mount namespace with a small tmpfs where it writes."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,8 +38,8 @@ def test_a_full_disk_defers_the_video_with_one_line(stack: Stack, tmp_path: Path
     asset, _, _ = stack.video("RUNNING", "finished", commit=mp4_of_size(3 * 1024 * 1024, "big"))
     tiny = tmp_path / "tiny"
     tiny.mkdir()
-    env = {**stack.env(), "PATH": "/usr/bin:/bin", "TMPDIR": str(tiny),
-           "VIDEOPOLL_ENV_FILE": str(tmp_path / "none.env")}
+    env = {**stack.env(), "PATH": "/usr/bin:/bin", "TMPDIR": str(tiny), "VIDEOPOLL_DEBUG": "1",
+           "VIDEOPOLL_ENV_FILE": os.devnull}
     prepare = f"mount -t tmpfs -o size={SMALL} tmpfs {tiny}"
     if stack.seed.kind == "local":  # the store itself lives on the small disk
         prepare += f" && mkdir {tiny}/home && cp -a {env['VIDEOPOLL_HOME']}/. {tiny}/home/"
@@ -48,6 +49,7 @@ def test_a_full_disk_defers_the_video_with_one_line(stack: Stack, tmp_path: Path
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1, result.stderr
     summary = json.loads(result.stdout)
+    assert "items" in summary, result.stdout + result.stderr
     item = summary["items"][0]
     assert (item["asset_id"], item["action"], item["state"]) == (asset, "deferred", "finished")
     assert any("ENOSPC" in e["detail"] for e in summary["errors"]), summary["errors"]
@@ -61,7 +63,7 @@ def test_a_full_disk_outside_a_pass_is_exit_1_not_a_configuration_error(
     tiny = tmp_path / "tiny"
     tiny.mkdir()
     env = {**stack.env(), "PATH": "/usr/bin:/bin",
-           "VIDEOPOLL_ENV_FILE": str(tmp_path / "none.env")}
+           "VIDEOPOLL_ENV_FILE": os.devnull}
     command = (f"mount -t tmpfs -o size=64k tmpfs {tiny} && "
                f"dd if=/dev/zero of={tiny}/fill bs=1k count=128 2>/dev/null; "
                f"exec {sys.executable} -c 'from videopoll.cli import main; main()' "

@@ -20,7 +20,7 @@ VIDEOPOLL = str(Path(sys.executable).parent / "videopoll")
 
 def test_live_table_appears_and_changes(tmp_path: Path) -> None:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TERM": "xterm-256color",
-           "VIDEOPOLL_ENV_FILE": str(tmp_path / "none.env"), "HOME": str(tmp_path)}
+           "VIDEOPOLL_ENV_FILE": os.devnull, "HOME": str(tmp_path)}
     screen = Screen([VIDEOPOLL, "demo"], env=env, cwd=tmp_path)
     try:
         first = screen.wait_for("generating", timeout=60)

@@ -64,9 +64,9 @@ def test_local_store_needs_no_supabase() -> None:
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("VIDEOPOLL_STORE", "mongo", "VIDEOPOLL_STORE must be one of"),
     ("VIDEOPOLL_INTERVAL", "-5", "VIDEOPOLL_INTERVAL must be at least"),
-    ("VIDEOPOLL_INTERVAL", "soon", "VIDEOPOLL_INTERVAL must be a number"),
+    ("VIDEOPOLL_INTERVAL", "soon", "VIDEOPOLL_INTERVAL must be seconds"),
     ("VIDEOPOLL_CONCURRENCY", "0", "VIDEOPOLL_CONCURRENCY must be at least 1"),
-    ("VIDEOPOLL_MAX_BYTES", "1.5", "VIDEOPOLL_MAX_BYTES must be a whole number"),
+    ("VIDEOPOLL_MAX_BYTES", "1.5", "VIDEOPOLL_MAX_BYTES must be bytes"),
     ("VIDEOPOLL_GITHUB_REPO", "not a repo", "VIDEOPOLL_GITHUB_REPO must be owner/name"),
     ("VIDEOPOLL_GITHUB_DIR", "../up", "VIDEOPOLL_GITHUB_DIR must be a relative folder"),
     ("SUPABASE_URL", "abc.supabase.co", "SUPABASE_URL must be an http"),
@@ -89,5 +89,65 @@ def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
 def test_a_dotenv_line_without_value_is_named(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("VIDEOPOLL_INTERVAL=12\nGITHUB_TOKEN\n")
-    with pytest.raises(ConfigError, match="'GITHUB_TOKEN' has no value"):
+    with pytest.raises(ConfigError, match="line 2: GITHUB_TOKEN has no value"):
         from_env({}, env_file)
+
+
+@pytest.mark.parametrize(("name", "raw", "value"), [
+    ("VIDEOPOLL_INTERVAL", "5m", 300.0), ("VIDEOPOLL_INTERVAL", "90s", 90.0),
+    ("VIDEOPOLL_MAX_GENERATION", "1h30m", 5400.0), ("VIDEOPOLL_ARTIFACT_GRACE", "600", 600.0),
+    ("VIDEOPOLL_TIMEOUT", "2.5", 2.5), ("VIDEOPOLL_LEASE", "2d", 172800.0),
+    ("VIDEOPOLL_MAX_BYTES", "2GB", 2_000_000_000), ("VIDEOPOLL_MAX_BYTES", "2GiB", 2 * 1024**3),
+    ("VIDEOPOLL_MAX_BYTES", "500M", 500 * 1024**2), ("VIDEOPOLL_MAX_BYTES", "1048576", 1048576),
+])
+def test_human_units_are_understood(name: str, raw: str, value: float) -> None:
+    """Durations and sizes as people type them: 5m, 1h30m, 2GB, 2GiB, 500M."""
+    field = {"VIDEOPOLL_INTERVAL": "interval", "VIDEOPOLL_MAX_GENERATION": "max_generation",
+             "VIDEOPOLL_ARTIFACT_GRACE": "artifact_grace", "VIDEOPOLL_TIMEOUT": "timeout",
+             "VIDEOPOLL_LEASE": "lease", "VIDEOPOLL_MAX_BYTES": "max_bytes"}[name]
+    assert getattr(from_env({name: raw}), field) == value
+
+
+@pytest.mark.parametrize(("name", "raw", "words"), [
+    ("VIDEOPOLL_INTERVAL", "five minutes", "seconds, or with a unit: 90s, 5m"),
+    ("VIDEOPOLL_MAX_BYTES", "2 gigs", "bytes, or with a unit: 500MB, 2GiB"),
+    ("VIDEOPOLL_CONCURRENCY", "4.5", "a whole number"),
+    ("VIDEOPOLL_LEASE", "0", "at least 1"),
+])
+def test_a_bad_value_names_the_variable_and_the_expected_form(name: str, raw: str,
+                                                             words: str) -> None:
+    """Each kind of value says what it expects, not one "seconds/bytes" for all."""
+    with pytest.raises(ConfigError) as info:
+        from_env({name: raw})
+    assert name in info.value.message and words in info.value.message
+    assert ("bytes" in info.value.message) == (name == "VIDEOPOLL_MAX_BYTES")
+
+
+def test_a_corrupt_env_line_is_one_error_naming_the_line(tmp_path: Path,
+                                                        capfd: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """python-dotenv would warn (twice, once per reader) and skip the line; a skipped line
+    may be the key the user meant to set, so it is a configuration error naming the line —
+    never quoting it (it may hold a secret)."""
+    env_file = tmp_path / "app.env"
+    env_file.write_text("GITHUB_TOKEN=ghp_x\n# a comment\n\nthis is not ok secret=xyz\n")
+    with pytest.raises(ConfigError) as info:
+        from_env({"VIDEOPOLL_ENV_FILE": str(env_file)})
+    assert info.value.message == f"{env_file}, line 4: not a NAME=value line"
+    assert "xyz" not in info.value.message + (info.value.hint or "")
+    assert capfd.readouterr().err == ""  # python-dotenv's own warning is not printed
+
+
+def test_a_named_env_file_that_is_missing_or_a_folder_is_an_error(tmp_path: Path) -> None:
+    """VIDEOPOLL_ENV_FILE is a promise: a typo must not silently mean "no settings"."""
+    with pytest.raises(ConfigError, match="does not exist"):
+        from_env({"VIDEOPOLL_ENV_FILE": str(tmp_path / "typo.env")})
+    with pytest.raises(ConfigError, match="is a directory"):
+        from_env({"VIDEOPOLL_ENV_FILE": str(tmp_path)})
+    assert from_env({"VIDEOPOLL_ENV_FILE": "/dev/null"}).store == "supabase"
+    assert from_env({}).store == "supabase"  # ./.env itself is optional
+
+
+def test_a_prompt_file_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory, not a file"):
+        from_env({"VIDEOPOLL_PROMPT_FILE": str(tmp_path)})

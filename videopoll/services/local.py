@@ -230,7 +230,8 @@ class LocalStore:
                 stale.unlink(missing_ok=True)
             out = open(part, "wb")  # closed by the `with out` just below
         try:
-            with out:
+            # Closing flushes what is buffered, so it can fail for want of room too.
+            with disk(), out:
                 written = 0
                 async for chunk in chunks:  # the stream's own errors pass through untouched
                     with disk():
