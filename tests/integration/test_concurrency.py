@@ -50,6 +50,7 @@ def test_each_row_is_claimed_exactly_once(seed: Seed, supa: SupabaseStandIn,
               + str(sum(1 for n in claims.values() if n > 1)))
     assert sorted(claims) == sorted(ids)
     assert set(claims.values()) == {1}
-    holders = dict(seed.sql("select id::text, claimed_by from lesson_assets "
-                            "where status = 'transferring'"))
+    holders = dict(seed.sql("select a.id::text, v.claimed_by from lesson_assets a "
+                            "join videopoll_assets v on v.asset_id = a.id "
+                            "where a.status = 'transferring'"))
     assert holders == {aid: owner for owner, won in results.items() for aid in won}

@@ -138,9 +138,10 @@ async def test_record_error_and_retry(seed: Seed, store: SupabaseStore) -> None:
     moved = await store.retry(None)
     assert {(r.id, r.status) for r in moved} == {(aid, Status.GENERATING),
                                                  (only_task, Status.STARTING)}
-    again = seed.row(aid)
+    again, book = seed.row(aid), seed.book(aid)
     assert again["metadata"]["error_history"][0]["error"] == "gave up"
-    assert (again["error"], again["mismatches"], again["retried_at"] is not None) == (
+    assert book is not None
+    assert (again["error"], book["mismatches"], book["retried_at"] is not None) == (
         None, 0, True)
     assert await store.retry([]) == []
     ready = seed.asset(storage_path="videos/r.mp4", status="ready")
