@@ -97,6 +97,7 @@ create or replace trigger videopoll_touch before update on public.videopoll_asse
 do $$
 declare
   moved int;
+  dependents text;
   verbosity text := current_setting('client_min_messages');
 begin
   if not exists (select 1 from pg_attribute
@@ -141,8 +142,10 @@ begin
       drop column upload_offset, drop column upload_prefix_sha256;
   exception when dependent_objects_still_exist then
     -- Never CASCADE: that would drop the app's own objects (say, a view over lesson_assets).
+    get stacked diagnostics dependents = pg_exception_detail;
     raise exception 'videopoll: cannot drop the bookkeeping columns of lesson_assets: %',
-      sqlerrm using hint = 'recreate the objects that use them without those columns, then '
+      sqlerrm using detail = dependents,
+                    hint = 'recreate the objects that use them without those columns, then '
                            'run the migration again';
   end;
   raise notice 'videopoll: moved the bookkeeping of % row(s) from lesson_assets to '
