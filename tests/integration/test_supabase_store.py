@@ -176,6 +176,12 @@ async def test_check_reports_every_part(seed: Seed, store: SupabaseStore,
         assert "replica identity full" in partial
     finally:
         seed.sql("alter table lesson_assets replica identity full")
+    seed.sql("grant select on videopoll_assets to authenticated")  # an app's blanket grant
+    try:
+        exposed = {n: (ok, d) for n, ok, d in await store.check()}["supabase migration"]
+        assert exposed[0] is False and "videopoll_assets private to service_role" in exposed[1]
+    finally:
+        seed.sql("revoke select on videopoll_assets from authenticated")
 
 
 async def test_errors_are_translated_without_secrets(seed: Seed, supa: SupabaseStandIn,
