@@ -102,9 +102,8 @@ async def test_opening_an_old_file_moves_the_bookkeeping(tmp_path: Path,
         assert not columns(path, "lesson_assets") & set(MOVED_COLUMNS)
         book = dump(path)["book"]
         assert [row[0] for row in book] == sorted([HELD, RETRIED, MISMATCHED])
-        if not drop:
-            upload = next(r for r in book if r[0] == HELD)[5:8]
-            assert upload == ("https://x/u", None, 6)
+        # Never saved by LocalStore; not carried over, as in the Supabase migration.
+        assert next(r for r in book if r[0] == HELD)[5:9] == (None, None, None, None)
         [(_, ok, detail)] = [c for c in await store.check() if c[0] == "local schema"]
         assert (ok, detail) == (True, "tables present")
         assert not await store.claim(HELD, "new:2", 60)  # the lease is still live

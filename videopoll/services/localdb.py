@@ -66,9 +66,12 @@ REQUIRED_COLUMNS = frozenset({
 BOOKKEEPING_COLUMNS = frozenset({
     "asset_id", "claimed_by", "claimed_until", "mismatches", "retried_at", "upload_url",
     "upload_digest", "upload_offset", "upload_prefix_sha256", "updated_at"})
-# What earlier versions kept on lesson_assets; `upgrade` moves it to videopoll_assets.
+# What earlier versions kept on lesson_assets; `upgrade` drops them all and carries over the
+# first four. Not the resumable-upload state, as in the Supabase migration (there app users
+# could write its URL); LocalStore never saved any anyway.
 MOVED_COLUMNS = ("claimed_by", "claimed_until", "mismatches", "retried_at", "upload_url",
                  "upload_digest", "upload_offset", "upload_prefix_sha256")
+_CARRIED = MOVED_COLUMNS[:4]
 
 # A video row is its lesson_assets row plus its bookkeeping, if any (`a` and `v`).
 ASSETS_FROM = "lesson_assets a left join videopoll_assets v on v.asset_id = a.id"
@@ -192,12 +195,12 @@ def upgrade(db: sqlite3.Connection) -> int:
     if not present & set(MOVED_COLUMNS):
         return 0
     # An even older file may lack some of them: read those as empty.
-    source = {c: c if c in present else "null" for c in MOVED_COLUMNS}
+    source = {c: c if c in present else "null" for c in _CARRIED}
     source["mismatches"] = f"coalesce({source['mismatches']}, 0)"
-    saved = " or ".join(f"{source[c]} is not null" for c in MOVED_COLUMNS if c != "mismatches")
+    saved = " or ".join(f"{source[c]} is not null" for c in _CARRIED if c != "mismatches")
     moved = db.execute(
-        f"insert into videopoll_assets (asset_id, {', '.join(MOVED_COLUMNS)}, updated_at) "
-        f"select id, {', '.join(source[c] for c in MOVED_COLUMNS)}, updated_at "
+        f"insert into videopoll_assets (asset_id, {', '.join(_CARRIED)}, updated_at) "
+        f"select id, {', '.join(source[c] for c in _CARRIED)}, updated_at "
         f"from lesson_assets where {source['mismatches']} <> 0 or {saved} "
         "on conflict (asset_id) do nothing").rowcount
     for column in MOVED_COLUMNS:

@@ -91,12 +91,15 @@ create or replace trigger videopoll_touch before update on public.videopoll_asse
   for each row execute function public.videopoll_touch();
 
 -- 4. Upgrade from a version that kept the bookkeeping in lesson_assets --------------------------
--- Moves what such a database saved (claims of transferring rows, mismatch counts, retry times,
--- resumable uploads) and drops the columns, in one statement, so it happens entirely or not
--- at all. On a fresh or already upgraded database it finds none of the columns and does nothing.
+-- Moves what such a database saved (claims and leases of transferring rows, mismatch counts,
+-- retry times) and drops the columns, in one statement, so it happens entirely or not at all.
+-- Saved resumable uploads are not carried over: their URL sat where app users could write it,
+-- and the poller sends the service-role key to it; such a video uploads again from the start.
+-- On a fresh or already upgraded database it finds none of the columns and does nothing.
 do $$
 declare
   moved int;
+  discarded int;
   dependents text;
   verbosity text := current_setting('client_min_messages');
 begin
@@ -123,18 +126,15 @@ begin
     add column if not exists upload_offset bigint,
     add column if not exists upload_prefix_sha256 text;
   perform set_config('client_min_messages', verbosity, true);
-  insert into public.videopoll_assets
-         (asset_id, claimed_by, claimed_until, mismatches, retried_at, upload_url,
-          upload_digest, upload_offset, upload_prefix_sha256)
-  select a.id, a.claimed_by, a.claimed_until, coalesce(a.mismatches, 0), a.retried_at,
-         a.upload_url, a.upload_digest, a.upload_offset, a.upload_prefix_sha256
+  insert into public.videopoll_assets (asset_id, claimed_by, claimed_until, mismatches,
+                                       retried_at)
+  select a.id, a.claimed_by, a.claimed_until, coalesce(a.mismatches, 0), a.retried_at
     from public.lesson_assets a
    where a.claimed_by is not null or a.claimed_until is not null
-      or coalesce(a.mismatches, 0) <> 0 or a.retried_at is not null or a.upload_url is not null
-      or a.upload_digest is not null or a.upload_offset is not null
-      or a.upload_prefix_sha256 is not null
+      or coalesce(a.mismatches, 0) <> 0 or a.retried_at is not null
   on conflict on constraint videopoll_assets_pkey do nothing;
   get diagnostics moved = row_count;
+  select count(*) into discarded from public.lesson_assets a where a.upload_url is not null;
   begin
     alter table public.lesson_assets
       drop column claimed_by, drop column claimed_until, drop column mismatches,
@@ -149,7 +149,8 @@ begin
                            'run the migration again';
   end;
   raise notice 'videopoll: moved the bookkeeping of % row(s) from lesson_assets to '
-               'videopoll_assets and dropped its 8 columns', moved;
+               'videopoll_assets and dropped its 8 columns; % saved resumable upload(s) not '
+               'carried over (their URL was writable by app users)', moved, discarded;
 end $$;
 
 -- 5. Key-value state (the GitHub ETag and listing), private to the service role ----------------
