@@ -170,7 +170,8 @@ create or replace trigger videopoll_touch before update on public.videopoll_stat
 --
 -- Those that read or write videopoll_assets first lock the asset's lesson_assets row (FOR NO
 -- KEY UPDATE, the lock an UPDATE of it takes) and only then read the bookkeeping, in a later
--- statement: every writer of an asset's bookkeeping holds that lock, so under READ COMMITTED
+-- statement: every writer of an asset's bookkeeping (these functions) holds that lock, and
+-- every write of the row itself takes it, so under READ COMMITTED
 -- the later statement's fresh snapshot sees the last holder's committed writes and nothing
 -- can change before this transaction ends. The guard is then checked and both tables written
 -- inside that one lock. (A single statement joining both tables would not do: on a lock
