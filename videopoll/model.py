@@ -56,7 +56,8 @@ def iso(moment: datetime | None) -> str | None:
 
 @dataclass(frozen=True)
 class VideoAsset:
-    """One `lesson_assets` row of kind video."""
+    """One `lesson_assets` row of kind video, with its bookkeeping (mismatches, the claim,
+    retried_at: `videopoll_assets` in the SQL stores, which no app user can see)."""
 
     id: str
     lesson_id: str

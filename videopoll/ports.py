@@ -1,8 +1,9 @@
 """What the engine needs from the outside world, as Protocols.
 
 Adapters in `videopoll.services` implement these over real services; `videopoll.testing`
-implements them in memory. Every method is async; every store write is one conditional
-statement that returns whether it matched, so a repeated or racing call is harmless.
+implements them in memory. Every method is async; every store write is one guarded
+transition (a compare-and-set on the row's current state) that returns whether it matched, so
+a repeated or racing call is harmless.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class ArtifactSource(Protocol):
 
 
 class Store(Protocol):
-    """Rows of `lesson_assets`, `lessons` and `videopoll_state`, plus the bucket.
+    """Rows of `lesson_assets` (with videopoll's bookkeeping, which the SQL stores keep in
+    `videopoll_assets`), `lessons` and `videopoll_state`, plus the bucket.
 
     Leases and timestamps use the store's own clock (the database server's `now()`).
     """

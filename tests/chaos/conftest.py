@@ -141,8 +141,9 @@ class LocalBackend:
                         "where id = ?", (ts(datetime.now(UTC)), asset_id))
 
     def rows(self) -> dict[str, Row]:
-        found = self._query("select id, status, storage_path, error, claimed_until "
-                            "from lesson_assets where kind = 'video'")
+        found = self._query("select a.id, a.status, a.storage_path, a.error, v.claimed_until "
+                            "from lesson_assets a left join videopoll_assets v "
+                            "on v.asset_id = a.id where a.kind = 'video'")
         return {r[0]: Row(r[1], r[2], r[3], parse_ts(r[4])) for r in found}
 
     def live_leases(self) -> int:
@@ -220,13 +221,16 @@ class SupabaseBackend:
                           "where id = any(%s::uuid[])", [asset_ids])
 
     def rows(self) -> dict[str, Row]:
-        found = self.conn.execute("select id, status, storage_path, error, claimed_until "
-                                  "from lesson_assets where kind = 'video'").fetchall()
+        found = self.conn.execute("select a.id, a.status, a.storage_path, a.error, "
+                                  "v.claimed_until from lesson_assets a left join "
+                                  "videopoll_assets v on v.asset_id = a.id "
+                                  "where a.kind = 'video'").fetchall()
         return {str(r[0]): Row(r[1], r[2], r[3], r[4]) for r in found}
 
     def live_leases(self) -> int:
-        found = self.conn.execute("select count(*) from lesson_assets where status = "
-                                  "'transferring' and claimed_until > now()").fetchone()
+        found = self.conn.execute("select count(*) from lesson_assets a join videopoll_assets v"
+                                  " on v.asset_id = a.id where a.status = 'transferring' "
+                                  "and v.claimed_until > now()").fetchone()
         return int(found[0]) if found else 0
 
     def object(self, key: str) -> bytes | None:

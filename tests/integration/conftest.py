@@ -73,18 +73,27 @@ class Seed:
             self.sql("update lesson_assets set status = %s where id = %s", [status, aid])
         return aid
 
-    def row(self, asset_id: str) -> dict[str, Any]:
+    def _one(self, query: str, asset_id: str) -> dict[str, Any] | None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            cur = conn.execute("select * from lesson_assets where id = %s", [asset_id])
+            cur = conn.execute(query, [asset_id])
             names = [d.name for d in cur.description or []]
             found = cur.fetchone()
-            assert found is not None
-            return dict(zip(names, found, strict=True))
+            return None if found is None else dict(zip(names, found, strict=True))
+
+    def row(self, asset_id: str) -> dict[str, Any]:
+        """The asset's lesson_assets row: what the app (and its users) can see."""
+        found = self._one("select * from lesson_assets where id = %s", asset_id)
+        assert found is not None
+        return found
+
+    def book(self, asset_id: str) -> dict[str, Any] | None:
+        """The asset's videopoll_assets row (claim, lease, upload state), None when it has none."""
+        return self._one("select * from videopoll_assets where asset_id = %s", asset_id)
 
     def expire_lease(self, asset_id: str) -> None:
         """Moves the lease into the past instead of waiting for the server clock."""
-        self.sql("update lesson_assets set claimed_until = now() - interval '1 second' "
-                 "where id = %s", [asset_id])
+        self.sql("update videopoll_assets set claimed_until = now() - interval '1 second' "
+                 "where asset_id = %s", [asset_id])
 
 
 @pytest.fixture

@@ -1,5 +1,10 @@
-"""Eight pollers, each with its own client and store, race for the same 100 finished rows:
-the claim is one guarded UPDATE on the server, so each row goes to exactly one of them."""
+"""Eight pollers, each with its own client and store, race for the same 100 claimable rows:
+the claim is one guarded transition on the server, so each row goes to exactly one of them.
+
+Rows are either `finished` or `transferring` under a crashed poller's expired lease. The
+second kind is the one a careless claim would double: the lease lives in videopoll_assets,
+and a claimer that waited for the row lock must judge the lease its winner just wrote, not
+the expired one it saw before waiting."""
 
 from __future__ import annotations
 
@@ -21,10 +26,17 @@ pytestmark = pytest.mark.postgres
 CLAIMERS, ROWS = 8, 100
 
 
-def test_each_row_is_claimed_exactly_once(seed: Seed, supa: SupabaseStandIn,
+@pytest.mark.parametrize("shape", ["finished", "expired"])
+def test_each_row_is_claimed_exactly_once(seed: Seed, supa: SupabaseStandIn, shape: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """100 rows, 8 claimers in random orders at once: every row claimed, none twice."""
     lesson = seed.lesson()
     ids = [seed.asset(lesson, status="finished") for _ in range(ROWS)]
+    if shape == "expired":
+        seed.sql("update lesson_assets set status = 'transferring' where id = any(%s::uuid[])",
+                 [ids])
+        seed.sql("insert into videopoll_assets (asset_id, claimed_by, claimed_until) "
+                 "select unnest(%s::uuid[]), 'crashed:1', now() - interval '1 second'", [ids])
     start = threading.Barrier(CLAIMERS)
 
     async def claimer(owner: str) -> list[str]:
@@ -43,13 +55,14 @@ def test_each_row_is_claimed_exactly_once(seed: Seed, supa: SupabaseStandIn,
                            strict=True))
     claims = Counter(aid for won in results.values() for aid in won)
     with capsys.disabled():
-        print(f"\nclaims per claimer ({ROWS} rows, {CLAIMERS} claimers, "
+        print(f"\nclaims per claimer ({ROWS} {shape} rows, {CLAIMERS} claimers, "
               f"{CLAIMERS * ROWS} attempts): "
               + ", ".join(f"{o}={len(w)}" for o, w in results.items())
               + f"; total={sum(claims.values())}, rows claimed twice="
               + str(sum(1 for n in claims.values() if n > 1)))
     assert sorted(claims) == sorted(ids)
     assert set(claims.values()) == {1}
-    holders = dict(seed.sql("select id::text, claimed_by from lesson_assets "
-                            "where status = 'transferring'"))
+    holders = dict(seed.sql("select a.id::text, v.claimed_by from lesson_assets a "
+                            "join videopoll_assets v on v.asset_id = a.id "
+                            "where a.status = 'transferring'"))
     assert holders == {aid: owner for owner, won in results.items() for aid in won}

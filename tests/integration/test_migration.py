@@ -94,7 +94,7 @@ def test_functions_are_volatile_invoker_with_a_pinned_search_path(seed: Seed) ->
 def test_status_check_and_defaults(seed: Seed) -> None:
     aid = seed.asset()
     row = seed.row(aid)
-    assert (row["status"], row["attempts"], row["mismatches"]) == ("generating", 0, 0)
+    assert (row["status"], row["attempts"]) == ("generating", 0)
     assert row["updated_at"] is not None
     with pytest.raises(psycopg.errors.CheckViolation):
         seed.sql("update lesson_assets set status = 'lost' where id = %s", [aid])

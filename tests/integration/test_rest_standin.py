@@ -179,3 +179,28 @@ def test_rpc_shapes_and_read_only_functions(seed: Seed, wire: Any) -> None:
         {"ids": [failed], "dry_run": True}), headers={"Content-Type": "application/json"})
     assert [r["status"] for r in rows.json()] == ["generating"]
     assert seed.row(failed)["status"] == "failed"
+
+
+def test_embedding_follows_foreign_keys(seed: Seed, wire: Any) -> None:
+    """One-to-one (the child's key is its primary key): an object or null; many-to-one: an
+    object; one-to-many: an array; no foreign key: 400 PGRST200. Also after a write."""
+    lesson = seed.lesson("Fractions")
+    kept, bare = seed.asset(lesson, status="transferring"), seed.asset(lesson)
+    seed.sql("insert into videopoll_assets (asset_id, claimed_by) values (%s, 'p:1')", [kept])
+    got = wire().get("/rest/v1/lesson_assets", params=[
+        ("select", "id,videopoll_assets(claimed_by,mismatches),owner:lessons(title)"),
+        ("order", "created_at")])
+    assert got.json() == [
+        {"id": kept, "videopoll_assets": {"claimed_by": "p:1", "mismatches": 0},
+         "owner": {"title": "Fractions"}},
+        {"id": bare, "videopoll_assets": None, "owner": {"title": "Fractions"}}]
+    many = wire().get("/rest/v1/lessons", params={"select": "title,lesson_assets(id)"})
+    assert sorted(a["id"] for a in many.json()[0]["lesson_assets"]) == sorted([kept, bare])
+    patched = wire(Prefer="return=representation").patch(
+        "/rest/v1/lesson_assets", params={"id": f"eq.{kept}", "select": "id,videopoll_assets(*)"},
+        json={"error": "x"})
+    assert patched.json()[0]["videopoll_assets"]["claimed_by"] == "p:1"
+    missing = wire().get("/rest/v1/lessons", params={"select": "id,videopoll_state(key)"})
+    assert (missing.status_code, missing.json()["code"]) == (400, "PGRST200")
+    wrong = wire().get("/rest/v1/lesson_assets", params={"select": "id,videopoll_assets(status)"})
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "42703")  # not the outer status

@@ -117,9 +117,11 @@ async def test_large_file_goes_through_tus_in_6_mib_chunks(seed: Seed, store: Su
                                                    (2 * CHUNK, MiB + 5)]
     assert (supa.writes[f"{BUCKET}/{key}"], supa.write_log[-1].via) == (1, "tus")
     assert await stored(http, supa, key) == data
-    assert seed.row(asset.id)["upload_offset"] == len(data)
+    saved = seed.book(asset.id)
+    assert saved is not None and saved["upload_offset"] == len(data)
     assert await store.mark_ready(asset.id, OWNER, key)
-    assert seed.row(asset.id)["upload_url"] is None  # ready clears the upload state
+    done = seed.book(asset.id)
+    assert done is not None and done["upload_url"] is None  # ready clears the upload state
 
 
 async def test_a_mismatching_final_hash_leaves_no_object(seed: Seed, store: SupabaseStore,
@@ -144,7 +146,8 @@ async def test_resume_after_a_crash_sends_only_the_rest(seed: Seed, supa: Supaba
     with pytest.raises(ShortBody):
         await store.put(asset, key, verified(data, crash_after=2 * CHUNK + MiB),
                         size=len(data), digest="sha-r", owner=OWNER)
-    row = seed.row(asset.id)
+    row = seed.book(asset.id)
+    assert row is not None
     assert (row["upload_offset"], row["upload_digest"]) == (2 * CHUNK, "sha-r")
     assert row["upload_prefix_sha256"] == hashlib.sha256(data[:2 * CHUNK]).hexdigest()
     assert supa.writes == {}

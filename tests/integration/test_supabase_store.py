@@ -138,9 +138,10 @@ async def test_record_error_and_retry(seed: Seed, store: SupabaseStore) -> None:
     moved = await store.retry(None)
     assert {(r.id, r.status) for r in moved} == {(aid, Status.GENERATING),
                                                  (only_task, Status.STARTING)}
-    again = seed.row(aid)
+    again, book = seed.row(aid), seed.book(aid)
     assert again["metadata"]["error_history"][0]["error"] == "gave up"
-    assert (again["error"], again["mismatches"], again["retried_at"] is not None) == (
+    assert book is not None
+    assert (again["error"], book["mismatches"], book["retried_at"] is not None) == (
         None, 0, True)
     assert await store.retry([]) == []
     ready = seed.asset(storage_path="videos/r.mp4", status="ready")
@@ -175,6 +176,12 @@ async def test_check_reports_every_part(seed: Seed, store: SupabaseStore,
         assert "replica identity full" in partial
     finally:
         seed.sql("alter table lesson_assets replica identity full")
+    seed.sql("grant select on videopoll_assets to authenticated")  # an app's blanket grant
+    try:
+        exposed = {n: (ok, d) for n, ok, d in await store.check()}["supabase migration"]
+        assert exposed[0] is False and "videopoll_assets private to service_role" in exposed[1]
+    finally:
+        seed.sql("revoke select on videopoll_assets from authenticated")
 
 
 async def test_errors_are_translated_without_secrets(seed: Seed, supa: SupabaseStandIn,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from .postgrest_query import IDENT, ApiError, number, order_by, projection, where
+from .postgrest_query import IDENT, ApiError, Embed, number, order_by, projection, where
 from .postgrest_schema import Table
 from .server import Request, Response
 
@@ -133,12 +133,14 @@ def _table(app: SupabaseStandIn, request: Request, claims: dict[str, Any]) -> Re
     single = OBJECT in (request.header("Accept") or "")
     filters = where(request.query)
     cond = sql.SQL(" where {}").format(filters) if filters is not None else sql.SQL("")
-    proj = projection(request.arg("select"))
+    # The outer row is `_m` in both shapes below (the table itself, or the CTE of the rows a
+    # write returned), which is what an embedded resource's join refers to.
+    proj = projection(request.arg("select"), embed=embedder(app, table, "_m"))
     method = request.method
     if method in ("GET", "HEAD"):
         limit, offset = number(request.query, "limit"), number(request.query, "offset")
         order = order_by(request.arg("order"))
-        source = sql.SQL("select {} from {}{}{}{}{}").format(
+        source = sql.SQL("select {} from {} as _m{}{}{}{}").format(
             proj, ident, cond,
             sql.SQL(" order by {}").format(order) if order is not None else sql.SQL(""),
             sql.SQL(" limit {}").format(limit) if limit is not None else sql.SQL(""),
@@ -188,6 +190,37 @@ def _table(app: SupabaseStandIn, request: Request, claims: dict[str, Any]) -> Re
         return Response(201 if method == "POST" else 204, b"",
                         {"Content-Range": f"*/{rows}" if method == "POST" else f"0-{rows - 1}/*"})
     return _respond(201 if method == "POST" else 200, body, single, {})
+
+
+def embedder(app: SupabaseStandIn, table: Table, outer: str) -> Embed:
+    """Resource embedding along a foreign key, as PostgREST does it: a to-one relationship
+    (our key points at the other table, or the other table's key is also its unique key) is
+    one JSON object or null, a to-many one a JSON array. The subquery runs as the caller's
+    role, so a table the role may not read answers 42501 like a plain select would."""
+
+    def build(name: str, inner: str) -> sql.Composable:
+        found = app.schema.relations_between(table.name, name)
+        if not found:
+            raise ApiError(400, "PGRST200", f"Could not find a relationship between "
+                           f"'{table.name}' and '{name}' in the schema cache",
+                           f"Searched for a foreign key relationship between '{table.name}' "
+                           f"and '{name}' in the schema 'public', but no matches were found.")
+        if len(found) > 1:
+            raise ApiError(300, "PGRST201", f"Could not embed because more than one "
+                           f"relationship was found for '{table.name}' and '{name}'")
+        relation, other_is_parent = found[0]
+        ours, theirs = ((relation.child_cols, relation.parent_cols) if other_is_parent
+                        else (relation.parent_cols, relation.child_cols))
+        join = sql.SQL(" and ").join(
+            sql.SQL("{} = {}").format(sql.Identifier("_x", t), sql.Identifier(outer, o))
+            for o, t in zip(ours, theirs, strict=True))
+        rows = sql.SQL("select {} from public.{} as _x where {}").format(
+            projection(inner, qualifier="_x"), sql.Identifier(name), join)
+        if other_is_parent or relation.one_to_one:
+            return sql.SQL("(select row_to_json(_e) from ({}) as _e)").format(rows)
+        return sql.SQL("(select coalesce(json_agg(_e), '[]') from ({}) as _e)").format(rows)
+
+    return build
 
 
 def _aggregate(conn: psycopg.Connection[Any], source: sql.Composable, single: bool,

@@ -8,6 +8,7 @@ type, as PostgREST's own parameters are). Nothing from a request is interpolated
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +56,9 @@ class Field:
         """The output key: PostgREST names an arrow expression after its last element."""
         return self.path[-1][1] if self.path else self.column
 
-    def sql(self) -> sql.Composable:
-        out: sql.Composable = sql.Identifier(self.column)
+    def sql(self, qualifier: str | None = None) -> sql.Composable:
+        out: sql.Composable = (sql.Identifier(qualifier, self.column) if qualifier
+                               else sql.Identifier(self.column))
         for arrow, key in self.path:
             out = sql.SQL("{}{}{}").format(
                 out, sql.SQL(arrow), sql.Literal(int(key) if key.isdigit() else key))
@@ -76,19 +78,37 @@ def parse_field(text: str, what: str = "field") -> Field:
     return Field(column, tuple(path))
 
 
-def projection(select: str | None) -> sql.Composable:
-    """The select list: `*`, columns, `alias:column`, JSON arrows and `::type` casts."""
+# Builds the SQL of an embedded resource `name(select)` (see postgrest.embedder).
+Embed = Callable[[str, str], sql.Composable]
+_EMBED = re.compile(r"(?:(?P<alias>[A-Za-z_][A-Za-z0-9_]*):)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+                    r"\((?P<inner>.*)\)\Z", re.S)
+
+
+def projection(select: str | None, *, qualifier: str | None = None,
+               embed: Embed | None = None) -> sql.Composable:
+    """The select list: `*`, columns, `alias:column`, JSON arrows, `::type` casts and, when
+    `embed` is given, one level of embedded resources `[alias:]table(columns)`. Columns are
+    qualified by `qualifier` when given (inside an embed, so that a name the embedded table
+    lacks is an error rather than the outer row's column)."""
+    star = sql.SQL("{}.*").format(sql.Identifier(qualifier)) if qualifier else sql.SQL("*")
     if not select or select.strip() == "*":
-        return sql.SQL("*")
+        return star
     items: list[sql.Composable] = []
     for raw in split_top(select):
         item = raw.strip()
         if item == "*":
-            items.append(sql.SQL("*"))
+            items.append(star)
             continue
         if "(" in item:
-            raise parse_error("select parameter", select, "embedded resources are not "
-                              "supported by the sandbox")
+            found = _EMBED.match(item)
+            if embed is None or found is None:
+                raise parse_error("select parameter", select, "only one level of embedded "
+                                  "resources, `[alias:]table(columns)`, is supported by the "
+                                  "sandbox")
+            name = found["name"]
+            items.append(sql.SQL("{} as {}").format(
+                embed(name, found["inner"]), sql.Identifier(found["alias"] or name)))
+            continue
         alias = None
         if ":" in item.replace("::", "\0"):
             alias, item = item.replace("::", "\0").split(":", 1)
@@ -101,7 +121,7 @@ def projection(select: str | None) -> sql.Composable:
             if not _TYPE.match(cast):
                 raise parse_error("select parameter", select, f"bad cast {cast!r}")
         field = parse_field(item, "select parameter")
-        expr = field.sql()
+        expr = field.sql(qualifier)
         if cast:
             expr = sql.SQL("({})::{}").format(expr, sql.SQL(cast))
         items.append(sql.SQL("{} as {}").format(expr, sql.Identifier(alias or field.name)))

@@ -1,5 +1,6 @@
-"""PostgREST's schema cache of `public`: tables with their columns and primary keys, and
-functions with their named arguments, return shape and volatility (read from pg_catalog)."""
+"""PostgREST's schema cache of `public`: tables with their columns and primary keys, the
+foreign keys between them (for embedding), and functions with their named arguments, return
+shape and volatility (read from pg_catalog)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,18 @@ class Table:
     name: str
     columns: tuple[str, ...]
     pk: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A foreign key `child(child_cols) -> parent(parent_cols)`; `one_to_one` when the child's
+    columns are also its primary key or a unique key (PostgREST then embeds an object)."""
+
+    child: str
+    child_cols: tuple[str, ...]
+    parent: str
+    parent_cols: tuple[str, ...]
+    one_to_one: bool
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,7 @@ class SchemaCache:
         self._lock = threading.Lock()
         self.tables: dict[str, Table] = {}
         self.routines: dict[str, list[Routine]] = {}
+        self.relations: list[Relation] = []
 
     def reload(self) -> None:
         with self._pool.connection() as conn:
@@ -50,6 +64,28 @@ class SchemaCache:
                                      and not a.attisdropped
                  where n.nspname = 'public' and c.relkind in ('r', 'v', 'm', 'p', 'f')
                  group by c.oid, c.relname""").fetchall()
+            keys = conn.execute("""
+                select child.relname,
+                       array(select a.attname::text from unnest(c.conkey) with ordinality k(n, i)
+                               join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.n
+                              order by k.i),
+                       parent.relname,
+                       array(select a.attname::text from unnest(c.confkey) with ordinality k(n, i)
+                               join pg_attribute a on a.attrelid = c.confrelid and a.attnum = k.n
+                              order by k.i),
+                       exists (select 1 from pg_index x
+                                where x.indrelid = c.conrelid and x.indisunique
+                                  and x.indpred is null
+                                  and (select array_agg(n order by n)
+                                         from unnest(x.indkey::int2[]) n)
+                                    = (select array_agg(n order by n)
+                                         from unnest(c.conkey) n))
+                  from pg_constraint c
+                  join pg_class child on child.oid = c.conrelid
+                  join pg_class parent on parent.oid = c.confrelid
+                 where c.contype = 'f'
+                   and child.relnamespace = 'public'::regnamespace
+                   and parent.relnamespace = 'public'::regnamespace""").fetchall()
             procs = conn.execute("""
                 select p.proname, coalesce(p.proargnames, '{}'), coalesce(p.proargmodes::text[],
                        '{}'), array(select format_type(t, null) from unnest(p.proargtypes) t),
@@ -72,13 +108,24 @@ class SchemaCache:
             routines.setdefault(name, []).append(Routine(
                 name, tuple(zip(inputs, types, strict=True)), required, setof, kind,
                 volatile in ("s", "i")))
+        relations = [Relation(child, tuple(ccols), parent, tuple(pcols), one)
+                     for child, ccols, parent, pcols, one in keys]
         with self._lock:
-            self.tables, self.routines = tables, routines
+            self.tables, self.routines, self.relations = tables, routines, relations
 
     def table(self, name: str) -> Table | None:
         if name not in self.tables:
             self.reload()
         return self.tables.get(name)
+
+    def relations_between(self, table: str, other: str) -> list[tuple[Relation, bool]]:
+        """Foreign keys joining `table` to `other`, each with whether `other` is the parent
+        (many-to-one: one object) rather than the child."""
+        if other not in self.tables:
+            self.reload()
+        found = [(r, r.parent == other) for r in self.relations
+                 if (r.child, r.parent) in ((table, other), (other, table))]
+        return found
 
     def routine(self, name: str, keys: set[str]) -> Routine | None:
         if name not in self.routines:

@@ -1,8 +1,11 @@
 """Store over SQLite and a directory: the embedded default (`VIDEOPOLL_STORE=local`).
 
 `{home}/videopoll.db` holds the tables (see `localdb`), `{home}/storage/{bucket}/` the
-objects. Every transition is one guarded `UPDATE ... RETURNING` inside `BEGIN IMMEDIATE`,
-so several `videopoll poll` processes on one file claim each row exactly once.
+objects. Every transition is one write transaction (`BEGIN IMMEDIATE`) that checks the row's
+guard and writes `lesson_assets` and its bookkeeping in `videopoll_assets`: SQLite lets one
+writer at a time hold the file from that BEGIN to the commit, so the check and the writes are
+one compare-and-set, and several `videopoll poll` processes on one file claim each row exactly
+once.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from ..errors import ConfigError, ContentMismatch, RequestRejected
 from ..model import Lesson, VideoAsset
 from .localdb import (
     ASSET_COLUMNS,
+    ASSETS_FROM,
     PENDING_SQL,
+    RETRY_BOOKKEEPING,
     RETRY_SQL,
     SAFE_OWNER,
     check_db,
@@ -69,31 +74,62 @@ class LocalStore:
         with translated():
             return self._db.execute(sql, params).fetchall()
 
-    def _write(self, sql: str, params: Mapping[str, Any] | Sequence[Any] = (),
-               *, commit: bool = True) -> list[sqlite3.Row]:
-        """One statement in its own write transaction; `commit=False` shows, then undoes."""
+    def _transaction(self, work: Callable[[sqlite3.Connection], list[sqlite3.Row]], *,
+                     commit: bool = True) -> list[sqlite3.Row]:
+        """`work` inside one write transaction; `commit=False` shows, then undoes."""
         with translated():
             self._db.execute("begin immediate")
             try:
-                rows = self._db.execute(sql, params).fetchall()
+                rows = work(self._db)
             except BaseException:
                 self._db.execute("rollback")
                 raise
             self._db.execute("commit" if commit else "rollback")
         return rows
 
-    def _update(self, asset_id: str, sets: str, guard: str, *, now: datetime | None = None,
+    def _write(self, sql: str, params: Mapping[str, Any] | Sequence[Any] = (),
+               *, commit: bool = True) -> list[sqlite3.Row]:
+        """One statement in its own write transaction."""
+        return self._transaction(lambda db: db.execute(sql, params).fetchall(), commit=commit)
+
+    @staticmethod
+    def _keep(db: sqlite3.Connection, book: str, params: Mapping[str, Any], *,
+              create: bool) -> None:
+        """Apply `book` (SET assignments) to the asset's bookkeeping row; `create` makes the
+        row first when the asset has none (clearing a claim needs no row)."""
+        if create:
+            db.execute("insert into videopoll_assets (asset_id, updated_at) values (:id, :now) "
+                       "on conflict (asset_id) do nothing", params)
+        db.execute(f"update videopoll_assets set {book}, updated_at = :now "
+                   "where asset_id = :id", params)
+
+    def _update(self, asset_id: str, sets: str | None, guard: str, *, book: str | None = None,
+                create: bool = False, now: datetime | None = None,
                 **params: Any) -> list[sqlite3.Row]:
-        """The one shape of every transition: a compare-and-set on the row's current state."""
-        sql = (f"update lesson_assets set {sets}, updated_at = :now "
-               f"where id = :id and kind = 'video' and ({guard}) returning {ASSET_COLUMNS}")
-        stamp = ts(now or self._clock())
-        return self._write(sql, {"id": asset_id, "now": stamp, "owner": None, **params})
+        """The one shape of every transition: a compare-and-set on the row's current state
+        (`guard`, over both tables), then `sets` on lesson_assets (which stamps its
+        updated_at) and `book` on its bookkeeping; the row as it is afterwards, or nothing."""
+        values = {"id": asset_id, "now": ts(now or self._clock()), "owner": None, **params}
+
+        def work(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            hit = db.execute(f"select 1 from {ASSETS_FROM} where a.id = :id "
+                             f"and a.kind = 'video' and ({guard})", values).fetchall()
+            if not hit:
+                return []
+            if sets:
+                db.execute(f"update lesson_assets set {sets}, updated_at = :now "
+                           "where id = :id", values)
+            if book:
+                self._keep(db, book, values, create=create)
+            return db.execute(f"select {ASSET_COLUMNS} from {ASSETS_FROM} where a.id = :id",
+                              values).fetchall()
+
+        return self._transaction(work)
 
     def _select(self, where: str, params: Mapping[str, Any], tail: str = "") -> list[VideoAsset]:
-        rows = self._read(f"select {ASSET_COLUMNS} from lesson_assets "
-                          f"where kind = 'video' and ({where}) order by created_at, id {tail}",
-                          params)
+        rows = self._read(f"select {ASSET_COLUMNS} from {ASSETS_FROM} "
+                          f"where a.kind = 'video' and ({where}) order by a.created_at, a.id "
+                          f"{tail}", params)
         return [to_asset(row) for row in rows]
 
     async def pending(self, limit: int | None = None) -> list[VideoAsset]:
@@ -104,7 +140,7 @@ class LocalStore:
         return self._select(where, {"limit": max(limit, 0)}, "limit :limit")
 
     async def get(self, asset_id: str) -> VideoAsset | None:
-        found = self._select("id = :id", {"id": asset_id})
+        found = self._select("a.id = :id", {"id": asset_id})
         return found[0] if found else None
 
     async def by_conversation(self, conversation_id: str) -> list[VideoAsset]:
@@ -136,38 +172,42 @@ class LocalStore:
     async def claim(self, asset_id: str, owner: str, lease_s: float) -> bool:
         now = self._clock()
         return bool(self._update(
-            asset_id, "status = 'transferring', claimed_by = :owner, claimed_until = :until",
+            asset_id, "status = 'transferring'",
             "status = 'finished' or (status = 'transferring' "
             "and (claimed_until is null or claimed_until <= :now))",
+            book="claimed_by = :owner, claimed_until = :until", create=True,
             now=now, owner=owner, until=ts(now + timedelta(seconds=lease_s))))
 
     async def renew(self, asset_id: str, owner: str, lease_s: float) -> bool:
+        # Bookkeeping only: the app's row (and its updated_at) does not change.
         now = self._clock()
-        return bool(self._update(asset_id, "claimed_until = :until", _LIVE, now=now,
-                                 owner=owner, until=ts(now + timedelta(seconds=lease_s))))
+        return bool(self._update(asset_id, None, _LIVE, book="claimed_until = :until",
+                                 now=now, owner=owner,
+                                 until=ts(now + timedelta(seconds=lease_s))))
 
     async def release(self, asset_id: str, owner: str) -> bool:
         # The holder may hand back even an expired lease: nobody else has taken it meanwhile.
         return bool(self._update(
-            asset_id, "status = 'finished', claimed_by = null, claimed_until = null",
-            "status = 'transferring' and claimed_by = :owner", owner=owner))
+            asset_id, "status = 'finished'", "status = 'transferring' and claimed_by = :owner",
+            book="claimed_by = null, claimed_until = null", owner=owner))
 
     async def mark_ready(self, asset_id: str, owner: str, storage_path: str) -> bool:
         return bool(self._update(
-            asset_id, "status = 'ready', storage_path = :path, error = null, "
-            "claimed_by = null, claimed_until = null", _LIVE, owner=owner, path=storage_path))
+            asset_id, "status = 'ready', storage_path = :path, error = null", _LIVE,
+            book="claimed_by = null, claimed_until = null", owner=owner, path=storage_path))
 
     async def mark_failed(self, asset_id: str, reason: str, owner: str | None = None) -> bool:
         # With owner None, `claimed_by = null` is never true: transferring rows stay put.
         return bool(self._update(
-            asset_id, "status = 'failed', error = :reason, claimed_by = null, "
-            "claimed_until = null",
+            asset_id, "status = 'failed', error = :reason",
             "status in ('starting', 'generating', 'finished') "
-            "or (status = 'transferring' and claimed_by = :owner)", reason=reason, owner=owner))
+            "or (status = 'transferring' and claimed_by = :owner)",
+            book="claimed_by = null, claimed_until = null", reason=reason, owner=owner))
 
     async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
-        rows = self._update(asset_id, "error = :error, attempts = attempts + 1, "
-                            "mismatches = mismatches + :m", "1", error=error, m=int(mismatch))
+        rows = self._update(asset_id, "error = :error, attempts = attempts + 1", "1",
+                            book="mismatches = mismatches + 1" if mismatch else None,
+                            create=True, error=error)
         return int(rows[0]["mismatches"]) if rows else 0
 
     async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False
@@ -175,22 +215,36 @@ class LocalStore:
         if asset_ids is not None and not asset_ids:
             return []
         chosen = "" if asset_ids is None else "and id in (select value from json_each(:ids))"
-        sql = f"{RETRY_SQL} {chosen} returning {ASSET_COLUMNS}"
         params = {"now": ts(self._clock()), "ids": json.dumps(list(asset_ids or []))}
-        rows = self._write(sql, params, commit=not dry_run)
+
+        def work(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            moved = [row["id"] for row in
+                     db.execute(f"{RETRY_SQL} {chosen} returning id", params).fetchall()]
+            for aid in moved:
+                self._keep(db, RETRY_BOOKKEEPING, {**params, "id": aid}, create=True)
+            return db.execute(f"select {ASSET_COLUMNS} from {ASSETS_FROM} where a.id in "
+                              "(select value from json_each(:moved))",
+                              {"moved": json.dumps(moved)}).fetchall()
+
+        # A dry run shows the rows as the retry would leave them, then undoes it.
+        rows = self._transaction(work, commit=not dry_run)
         return sorted((to_asset(row) for row in rows), key=lambda a: (a.created_at, a.id))
 
     async def insert_asset(self, *, asset_id: str, lesson_id: str, user_id: str | None,
                            start_task_id: str, github_path: str) -> VideoAsset:
-        now = ts(self._clock())
-        rows = self._write(
-            "insert into lesson_assets (id, lesson_id, user_id, kind, mime_type, metadata, "
-            "status, start_task_id, created_at, updated_at) values (:id, :lesson, :user, "
-            "'video', 'video/mp4', json_object('github_path', :path), 'starting', :task, "
-            f":now, :now) returning {ASSET_COLUMNS}",
-            {"id": asset_id, "lesson": lesson_id, "user": user_id, "path": github_path,
-             "task": start_task_id, "now": now})
-        return to_asset(rows[0])
+        values = {"id": asset_id, "lesson": lesson_id, "user": user_id, "path": github_path,
+                  "task": start_task_id, "now": ts(self._clock())}
+
+        def work(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            db.execute(
+                "insert into lesson_assets (id, lesson_id, user_id, kind, mime_type, metadata, "
+                "status, start_task_id, created_at, updated_at) values (:id, :lesson, :user, "
+                "'video', 'video/mp4', json_object('github_path', :path), 'starting', :task, "
+                ":now, :now)", values)
+            return db.execute(f"select {ASSET_COLUMNS} from {ASSETS_FROM} where a.id = :id",
+                              values).fetchall()
+
+        return to_asset(self._transaction(work)[0])
 
     # -- state ---------------------------------------------------------------------------
 

@@ -1,7 +1,10 @@
 """The local store's SQLite schema, timestamps, row mapping and file helpers.
 
-The tables copy DESIGN section 7 (uuids as text, metadata as JSON text) plus the columns the
-Supabase migration adds. Timestamps are fixed-width ISO-8601 UTC text
+The tables copy DESIGN section 7 (uuids as text, metadata as JSON text) plus what the
+Supabase migration adds, in the same places: the app-visible columns on `lesson_assets`,
+videopoll's bookkeeping in `videopoll_assets`, and `videopoll_state`. A file made by an
+earlier version, with the bookkeeping on `lesson_assets`, is upgraded when it is opened.
+Timestamps are fixed-width ISO-8601 UTC text
 (`2026-01-02T03:04:05.000006Z`) so that comparing them as strings compares the instants:
 the lease checks (`claimed_until > now`) and the pending order rely on it.
 """
@@ -40,11 +43,16 @@ create table if not exists lesson_assets (
   status text not null default 'generating' check (status in ({_STATES})),
   error text,
   attempts integer not null default 0,
-  mismatches integer not null default 0,
-  claimed_by text, claimed_until text, finished_at text, retried_at text,
+  finished_at text,
   updated_at text not null default {_NOW_SQL},
-  start_task_id text,
-  upload_url text, upload_digest text, upload_offset integer, upload_prefix_sha256 text);
+  start_task_id text);
+create table if not exists videopoll_assets (
+  asset_id text primary key references lesson_assets(id) on delete cascade,
+  claimed_by text, claimed_until text,
+  mismatches integer not null default 0,
+  retried_at text,
+  upload_url text, upload_digest text, upload_offset integer, upload_prefix_sha256 text,
+  updated_at text not null default {_NOW_SQL});
 create index if not exists lesson_assets_pending on lesson_assets (created_at)
   where kind = 'video' and storage_path is null and status in ({PENDING_SQL});
 create index if not exists lesson_assets_conversation on lesson_assets (conversation_id);
@@ -55,30 +63,42 @@ create table if not exists videopoll_state (
 
 # Columns a doctor check expects, beyond what the app's own tables have.
 REQUIRED_COLUMNS = frozenset({
-    "status", "error", "attempts", "mismatches", "claimed_by", "claimed_until", "finished_at",
-    "retried_at", "updated_at", "start_task_id", "upload_url", "upload_digest", "upload_offset",
-    "upload_prefix_sha256",
-})
+    "status", "error", "attempts", "finished_at", "updated_at", "start_task_id"})
+BOOKKEEPING_COLUMNS = frozenset({
+    "asset_id", "claimed_by", "claimed_until", "mismatches", "retried_at", "upload_url",
+    "upload_digest", "upload_offset", "upload_prefix_sha256", "updated_at"})
+# What earlier versions kept on lesson_assets; `upgrade` drops them all and carries over the
+# first four. Not the resumable-upload state, as in the Supabase migration (there app users
+# could write its URL); LocalStore never saved any anyway.
+MOVED_COLUMNS = ("claimed_by", "claimed_until", "mismatches", "retried_at", "upload_url",
+                 "upload_digest", "upload_offset", "upload_prefix_sha256")
+_CARRIED = MOVED_COLUMNS[:4]
 
-# What every query that builds a VideoAsset selects (also usable after RETURNING).
+# A video row is its lesson_assets row plus its bookkeeping, if any (`a` and `v`).
+ASSETS_FROM = "lesson_assets a left join videopoll_assets v on v.asset_id = a.id"
+# What every query that builds a VideoAsset selects from ASSETS_FROM.
 ASSET_COLUMNS = (
-    "id, lesson_id, status, created_at, updated_at, conversation_id, start_task_id, user_id, "
-    "storage_path, error, attempts, mismatches, "
-    "json_extract(metadata, '$.github_path') as github_path, "
-    "finished_at, claimed_by, claimed_until, retried_at"
+    "a.id as id, a.lesson_id as lesson_id, a.status as status, a.created_at as created_at, "
+    "a.updated_at as updated_at, a.conversation_id as conversation_id, "
+    "a.start_task_id as start_task_id, a.user_id as user_id, a.storage_path as storage_path, "
+    "a.error as error, a.attempts as attempts, coalesce(v.mismatches, 0) as mismatches, "
+    "json_extract(a.metadata, '$.github_path') as github_path, a.finished_at as finished_at, "
+    "v.claimed_by as claimed_by, v.claimed_until as claimed_until, v.retried_at as retried_at"
 )
 
 
-# `retry`, minus its row filter. SET expressions read the old row, so the `error` archived
-# into metadata.error_history is the one being cleared.
+# `retry`'s change to lesson_assets, minus its row filter. SET expressions read the old row,
+# so the `error` archived into metadata.error_history is the one being cleared.
 RETRY_SQL = """update lesson_assets set
     status = case when conversation_id is null and start_task_id is not null
                   then 'starting' else 'generating' end,
     metadata = json_insert(json_insert(metadata, '$.error_history', json('[]')),
                            '$.error_history[#]', json_object('at', :now, 'error', error)),
-    error = null, mismatches = 0, claimed_by = null, claimed_until = null,
-    finished_at = null, retried_at = :now, updated_at = :now
+    error = null, finished_at = null, updated_at = :now
     where kind = 'video' and status = 'failed'"""
+# ... and to its bookkeeping.
+RETRY_BOOKKEEPING = ("mismatches = 0, claimed_by = null, claimed_until = null, "
+                     "retried_at = :now")
 
 SAFE_OWNER = re.compile(r"[^A-Za-z0-9_.-]")  # what may appear in a temp file's name
 
@@ -152,12 +172,42 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
             db.row_factory = sqlite3.Row
             db.execute("pragma journal_mode = wal")
             db.execute("pragma foreign_keys = on")
-            # One script inside one write transaction: racing first opens create it once.
-            db.executescript("begin immediate;" + SCHEMA + "commit;")
+            # One write transaction: racing first opens create the tables (and upgrade an old
+            # file) once; the second finds the work done. (executescript would commit an
+            # open transaction first, so it starts this one itself.)
+            db.executescript("begin immediate;" + SCHEMA)
+            try:
+                upgrade(db)
+            except BaseException:
+                db.execute("rollback")
+                raise
+            db.execute("commit")
         except BaseException:
             db.close()
             raise
     return db
+
+
+def upgrade(db: sqlite3.Connection) -> int:
+    """Move the bookkeeping an earlier version kept on lesson_assets into videopoll_assets and
+    drop those columns (SQLite >= 3.35); the number of rows moved. Runs inside the caller's
+    write transaction, so it happens entirely or not at all."""
+    present = {row[1] for row in db.execute("pragma table_info(lesson_assets)")}
+    if not present & set(MOVED_COLUMNS):
+        return 0
+    # An even older file may lack some of them: read those as empty.
+    source = {c: c if c in present else "null" for c in _CARRIED}
+    source["mismatches"] = f"coalesce({source['mismatches']}, 0)"
+    saved = " or ".join(f"{source[c]} is not null" for c in _CARRIED if c != "mismatches")
+    moved = db.execute(
+        f"insert into videopoll_assets (asset_id, {', '.join(_CARRIED)}, updated_at) "
+        f"select id, {', '.join(source[c] for c in _CARRIED)}, updated_at "
+        f"from lesson_assets where {source['mismatches']} <> 0 or {saved} "
+        "on conflict (asset_id) do nothing").rowcount
+    for column in MOVED_COLUMNS:
+        if column in present:
+            db.execute(f"alter table lesson_assets drop column {column}")
+    return moved
 
 
 def check_db(db: sqlite3.Connection, path: Path) -> tuple[str, bool, str]:
@@ -174,8 +224,11 @@ def check_db(db: sqlite3.Connection, path: Path) -> tuple[str, bool, str]:
 def check_schema(db: sqlite3.Connection) -> tuple[str, bool, str]:
     with translated():
         present = {row["name"] for row in db.execute("pragma table_info(lesson_assets)")}
+        book = {row["name"] for row in db.execute("pragma table_info(videopoll_assets)")}
         has_state = db.execute("select 1 from sqlite_master where name = 'videopoll_state'")
         missing = set(REQUIRED_COLUMNS - present) if present else {"lesson_assets"}
+        missing |= ({f"videopoll_assets.{c}" for c in BOOKKEEPING_COLUMNS - book} if book
+                    else {"videopoll_assets"})
         if not has_state.fetchall():
             missing.add("videopoll_state")
     detail = "tables present" if not missing else f"missing: {', '.join(sorted(missing))}"

@@ -3,9 +3,11 @@
 Built on supabase-py's async client sharing the run's own `httpx.AsyncClient` (its timeouts,
 User-Agent, retries and call counters; never closed here). Every row transition is one RPC to a
 guarded function of the migration (`videopoll/sql/schema.sql`), so a repeated or racing call is
-harmless. Objects up to 6 MiB go through storage3's standard upload from a temp file; larger
-ones through TUS in 6 MiB chunks, resumable after a crash (`services/tus.py`). Errors from
-postgrest, storage3 and httpx become videopoll's exceptions here, with service="store".
+harmless. Rows are read from `lesson_assets` with videopoll's bookkeeping (claims, leases,
+mismatches, retry time: `videopoll_assets`, a table no app user can reach) embedded. Objects
+up to 6 MiB go through storage3's standard upload from a temp file; larger ones through TUS in
+6 MiB chunks, resumable after a crash (`services/tus.py`). Errors from postgrest, storage3 and
+httpx become videopoll's exceptions here, with service="store".
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from . import tus
 from .localdb import disk
 from .retry import idempotent
 from .supabase_edge import (
+    BOOKKEEPING,
     COLUMNS,
     MIGRATION_HINT,
     PENDING,
@@ -263,9 +266,9 @@ class SupabaseStore:
                     "content-type": content_type, "upsert": "true", "cache-control": "3600"}))
 
     async def _saved_upload(self, asset_id: str) -> tus.Saved | None:
-        query = (self._sb.table("lesson_assets")
+        query = (self._sb.table(BOOKKEEPING)
                  .select("upload_url,upload_digest,upload_offset,upload_prefix_sha256")
-                 .eq("id", asset_id).limit(1))
+                 .eq("asset_id", asset_id).limit(1))
         rows = await self._rows("read upload state", query)
         if not rows or not rows[0].get("upload_url"):
             return None

@@ -39,7 +39,8 @@ MIGRATION_HINT = "apply the migration `videopoll schema` prints (Supabase SQL ed
 # not PostgREST's (postgrest-py then uses the status as the code).
 _AUTH = {"PGRST301", "PGRST302", "PGRST303", "42501", "28000", "28P01", "401", "403"}
 # Unknown function, table or column: the migration is missing or older than this client.
-_SCHEMA = {"PGRST202", "PGRST204", "PGRST205", "42883", "42P01", "42703"}
+# PGRST200: no relationship to embed (videopoll_assets is missing: an older migration).
+_SCHEMA = {"PGRST200", "PGRST202", "PGRST204", "PGRST205", "42883", "42P01", "42703"}
 _TRANSIENT_PREFIXES = ("08", "40", "53", "57", "58", "XX", "PGRST00")
 
 
@@ -88,16 +89,23 @@ def storage_error(exc: StorageApiError, what: str, bucket: str) -> VideopollErro
                            status=int(status) if status.isdigit() else 400)
 
 
+# videopoll's bookkeeping lives in its own table, videopoll_assets (one row per asset, or
+# none); PostgREST embeds it into each lesson_assets row as one object (a one-to-one
+# relationship: its key is both its primary key and a foreign key to lesson_assets.id).
+BOOKKEEPING = "videopoll_assets"
 COLUMNS = ("id,lesson_id,user_id,status,conversation_id,start_task_id,storage_path,error,"
-           "attempts,mismatches,metadata->>github_path,finished_at,claimed_by,claimed_until,"
-           "retried_at,created_at,updated_at")
+           "attempts,metadata->>github_path,finished_at,created_at,updated_at,"
+           f"{BOOKKEEPING}(claimed_by,claimed_until,mismatches,retried_at)")
 PENDING = [str(s) for s in (Status.STARTING, Status.GENERATING, Status.FINISHED,
                             Status.TRANSFERRING)]
 # What the migration creates; `check()` compares videopoll_schema_check() with these.
-EXPECTED_COLUMNS = frozenset({
-    "status", "error", "attempts", "mismatches", "claimed_by", "claimed_until", "finished_at",
-    "retried_at", "updated_at", "start_task_id", "upload_url", "upload_digest", "upload_offset",
-    "upload_prefix_sha256"})
+EXPECTED_COLUMNS = frozenset({  # added to lesson_assets: what the app reads
+    "status", "error", "attempts", "finished_at", "updated_at", "start_task_id"})
+EXPECTED_BOOKKEEPING = frozenset({  # videopoll_assets
+    "asset_id", "claimed_by", "claimed_until", "mismatches", "retried_at", "upload_url",
+    "upload_digest", "upload_offset", "upload_prefix_sha256", "updated_at"})
+# What an earlier migration kept in lesson_assets; still there means not upgraded.
+MOVED_COLUMNS = EXPECTED_BOOKKEEPING - {"asset_id", "updated_at"}
 EXPECTED_FUNCTIONS = frozenset({
     "videopoll_claim", "videopoll_renew", "videopoll_release", "videopoll_mark_ready",
     "videopoll_mark_failed", "videopoll_mark_finished", "videopoll_mark_generating",
@@ -129,8 +137,13 @@ def _ts(raw: Any) -> datetime | None:
 
 
 def asset_row(row: dict[str, Any]) -> VideoAsset:
+    """A lesson_assets row with its bookkeeping embedded under "videopoll_assets" (an object,
+    or null when the asset has none yet) as `VideoAsset`."""
     try:
         github_path = row.get("github_path") or (row.get("metadata") or {}).get("github_path")
+        book = row.get(BOOKKEEPING) or {}
+        if not isinstance(book, dict):
+            raise TypeError(f"{BOOKKEEPING} is not an object")
         return VideoAsset(
             id=row["id"], lesson_id=row["lesson_id"], status=Status(row["status"]),
             created_at=datetime.fromisoformat(row["created_at"]),
@@ -138,9 +151,9 @@ def asset_row(row: dict[str, Any]) -> VideoAsset:
             conversation_id=row.get("conversation_id"), start_task_id=row.get("start_task_id"),
             user_id=row.get("user_id"), storage_path=row.get("storage_path"),
             error=row.get("error"), attempts=row.get("attempts") or 0,
-            mismatches=row.get("mismatches") or 0, github_path=github_path,
-            finished_at=_ts(row.get("finished_at")), claimed_by=row.get("claimed_by"),
-            claimed_until=_ts(row.get("claimed_until")), retried_at=_ts(row.get("retried_at")))
+            mismatches=book.get("mismatches") or 0, github_path=github_path,
+            finished_at=_ts(row.get("finished_at")), claimed_by=book.get("claimed_by"),
+            claimed_until=_ts(book.get("claimed_until")), retried_at=_ts(book.get("retried_at")))
     except (KeyError, ValueError, TypeError) as exc:
         raise ProtocolError(f"store: unexpected lesson_assets row ({exc})",
                             service="store") from exc
@@ -179,17 +192,33 @@ async def run_checks(store: SupabaseStore, role: str | None) -> list[tuple[str, 
     if report is None:
         checks.append(("supabase migration", False, "not applied: " + MIGRATION_HINT))
         return checks
-    missing = [f"column {c}" for c in sorted(EXPECTED_COLUMNS - set(report.get("columns", [])))]
+    checks.append(("supabase migration", *_migration_state(report)))
+    return checks
+
+
+def _migration_state(report: dict[str, Any]) -> tuple[bool, str]:
+    """(ok, detail) of videopoll_schema_check()'s report: complete, outdated (an earlier
+    migration's shape, bookkeeping still in lesson_assets) or missing parts."""
+    columns = set(report.get("columns", []))
+    stale = sorted(MOVED_COLUMNS & columns)
+    if stale or "bookkeeping_columns" not in report:
+        where = (f"lesson_assets still holds {', '.join(stale)}" if stale
+                 else f"no table {BOOKKEEPING}")
+        return False, f"outdated ({where}): {MIGRATION_HINT}"
+    missing = [f"column {c}" for c in sorted(EXPECTED_COLUMNS - columns)]
+    missing += [f"column {BOOKKEEPING}.{c}" for c in
+                sorted(EXPECTED_BOOKKEEPING - set(report.get("bookkeeping_columns", [])))]
     missing += [f"function {f}()" for f in
                 sorted(EXPECTED_FUNCTIONS - set(report.get("functions", [])))]
     for flag, label in (("publication", "publication supabase_realtime"),
                         ("in_publication", "lesson_assets in supabase_realtime"),
                         ("replica_identity_full", "replica identity full"),
                         ("rls", "row-level security on lesson_assets"),
-                        ("state_table", "table videopoll_state")):
+                        ("state_table", "table videopoll_state"),
+                        ("bookkeeping_private", f"{BOOKKEEPING} private to service_role "
+                         "(row-level security on, no policy or grant for anon/authenticated)")):
         if not report.get(flag):
             missing.append(label)
-    checks.append(("supabase migration", not missing,
-                   "complete" if not missing else "missing: " + ", ".join(missing)
-                   + "; " + MIGRATION_HINT))
-    return checks
+    if missing:
+        return False, "missing: " + ", ".join(missing) + "; " + MIGRATION_HINT
+    return True, "complete"

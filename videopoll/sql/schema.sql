@@ -3,15 +3,29 @@
 -- Idempotent: running it twice changes nothing. It assumes only the app's tables `lessons` and
 -- `lesson_assets` plus what every Supabase project has (the roles anon, authenticated and
 -- service_role; the publication supabase_realtime, created here when a fresh self-hosted
--- database lacks it). Every state change of a video row is one guarded UPDATE in a function
--- below, using the database server's clock, so racing pollers and repeated calls are harmless.
+-- database lacks it). Run it in one transaction (`psql -v ON_ERROR_STOP=1 --single-transaction`,
+-- or the SQL editor, which does): then it is applied entirely or not at all.
 --
+-- Where things live:
+--   lesson_assets     gets what the app reads: status, error, attempts, finished_at,
+--                     updated_at, start_task_id. The app's users may see these.
+--   videopoll_assets  videopoll's own bookkeeping, one row per asset that has any: the claim
+--                     and its lease, the mismatch count, when `retry` restarted the clock, and
+--                     where a resumable upload stands. Row-level security on, no policy and no
+--                     grant for anon or authenticated: no app user can read or write it, nor
+--                     see it through Realtime. Only service_role (the poller) reaches it.
+--   videopoll_state   key -> JSON (the GitHub ETag and listing), private the same way.
+-- A database migrated by an earlier version, which kept the bookkeeping in lesson_assets, is
+-- upgraded in place: the saved state moves to videopoll_assets and the old columns go.
+--
+-- Every state change of a video row is a function below, guarded by the row's current state
+-- and using the database server's clock, so racing pollers and repeated calls are harmless.
 -- The functions are SECURITY INVOKER: they run with the caller's rights, so they can do no more
 -- than the caller could with plain SQL (service_role bypasses row-level security; anyone else
--- stays subject to RLS even if EXECUTE were granted by mistake). search_path is pinned so a
--- caller's path cannot redirect the table names.
+-- stays subject to RLS and has no grant on videopoll_assets, even if EXECUTE were granted by
+-- mistake). search_path is pinned so a caller's path cannot redirect the table names.
 
--- 1. Columns ------------------------------------------------------------------------------------
+-- 1. Columns of lesson_assets: what the app reads ----------------------------------------------
 do $$
 begin
   if not exists (select 1 from information_schema.columns
@@ -26,19 +40,9 @@ end $$;
 alter table public.lesson_assets
   add column if not exists error text,
   add column if not exists attempts int not null default 0,
-  add column if not exists mismatches int not null default 0,
-  add column if not exists claimed_by text,
-  add column if not exists claimed_until timestamptz,
   add column if not exists finished_at timestamptz,
-  add column if not exists retried_at timestamptz,
   add column if not exists updated_at timestamptz not null default now(),
-  add column if not exists start_task_id text,
-  -- A resumable (TUS) upload left by a crash: where it is, which artifact it holds (git blob
-  -- sha or LFS oid), how far it got and the sha256 of the bytes sent so far.
-  add column if not exists upload_url text,
-  add column if not exists upload_digest text,
-  add column if not exists upload_offset bigint,
-  add column if not exists upload_prefix_sha256 text;
+  add column if not exists start_task_id text;
 
 -- Dropped and re-added so a later version can widen the list; NOT VALID is not used because
 -- every existing row was backfilled into one of these states.
@@ -63,7 +67,93 @@ end $$;
 create or replace trigger videopoll_touch before update on public.lesson_assets
   for each row execute function public.videopoll_touch();
 
--- 3. Key-value state (the GitHub ETag and listing), private to the service role ----------------
+-- 3. videopoll's bookkeeping, private to the service role --------------------------------------
+-- No row means nothing to keep: no claim, no mismatch, never retried, no upload to resume.
+create table if not exists public.videopoll_assets (
+  asset_id uuid not null references public.lesson_assets (id) on delete cascade,
+  claimed_by text,                 -- the poller holding the claim: host name and pid
+  claimed_until timestamptz,       -- the lease, on this server's clock
+  mismatches int not null default 0,  -- downloads whose bytes did not match GitHub's hash
+  retried_at timestamptz,          -- `retry` restarts VIDEOPOLL_MAX_GENERATION's clock here
+  -- A resumable (TUS) upload left by a crash: where it is, which artifact it holds (git blob
+  -- sha or LFS oid), how far it got and the sha256 of the bytes sent so far. The poller sends
+  -- the service-role key to upload_url, which is why no app user may write this table.
+  upload_url text,
+  upload_digest text,
+  upload_offset bigint,
+  upload_prefix_sha256 text,
+  updated_at timestamptz not null default now(),
+  constraint videopoll_assets_pkey primary key (asset_id)
+);
+alter table public.videopoll_assets enable row level security;
+
+create or replace trigger videopoll_touch before update on public.videopoll_assets
+  for each row execute function public.videopoll_touch();
+
+-- 4. Upgrade from a version that kept the bookkeeping in lesson_assets --------------------------
+-- Moves what such a database saved (claims and leases of transferring rows, mismatch counts,
+-- retry times) and drops the columns, in one statement, so it happens entirely or not at all.
+-- Saved resumable uploads are not carried over: their URL sat where app users could write it,
+-- and the poller sends the service-role key to it; such a video uploads again from the start.
+-- On a fresh or already upgraded database it finds none of the columns and does nothing.
+do $$
+declare
+  moved int;
+  discarded int;
+  dependents text;
+  verbosity text := current_setting('client_min_messages');
+begin
+  if not exists (select 1 from pg_attribute
+                  where attrelid = 'public.lesson_assets'::regclass and attnum > 0
+                    and not attisdropped
+                    and attname in ('claimed_by', 'claimed_until', 'mismatches', 'retried_at',
+                                    'upload_url', 'upload_digest', 'upload_offset',
+                                    'upload_prefix_sha256')) then
+    return;
+  end if;
+  -- No poller of the old version may write a claim between the copy and the drop.
+  lock table public.lesson_assets in access exclusive mode;
+  -- An even older version had only some of them: add the rest (empty) so one copy fits all;
+  -- "already exists" is the expected answer for most, not worth a notice each.
+  perform set_config('client_min_messages', 'warning', true);
+  alter table public.lesson_assets
+    add column if not exists claimed_by text,
+    add column if not exists claimed_until timestamptz,
+    add column if not exists mismatches int,
+    add column if not exists retried_at timestamptz,
+    add column if not exists upload_url text,
+    add column if not exists upload_digest text,
+    add column if not exists upload_offset bigint,
+    add column if not exists upload_prefix_sha256 text;
+  perform set_config('client_min_messages', verbosity, true);
+  insert into public.videopoll_assets (asset_id, claimed_by, claimed_until, mismatches,
+                                       retried_at)
+  select a.id, a.claimed_by, a.claimed_until, coalesce(a.mismatches, 0), a.retried_at
+    from public.lesson_assets a
+   where a.claimed_by is not null or a.claimed_until is not null
+      or coalesce(a.mismatches, 0) <> 0 or a.retried_at is not null
+  on conflict on constraint videopoll_assets_pkey do nothing;
+  get diagnostics moved = row_count;
+  select count(*) into discarded from public.lesson_assets a where a.upload_url is not null;
+  begin
+    alter table public.lesson_assets
+      drop column claimed_by, drop column claimed_until, drop column mismatches,
+      drop column retried_at, drop column upload_url, drop column upload_digest,
+      drop column upload_offset, drop column upload_prefix_sha256;
+  exception when dependent_objects_still_exist then
+    -- Never CASCADE: that would drop the app's own objects (say, a view over lesson_assets).
+    get stacked diagnostics dependents = pg_exception_detail;
+    raise exception 'videopoll: cannot drop the bookkeeping columns of lesson_assets: %',
+      sqlerrm using detail = dependents,
+                    hint = 'recreate the objects that use them without those columns, then '
+                           'run the migration again';
+  end;
+  raise notice 'videopoll: moved the bookkeeping of % row(s) from lesson_assets to '
+               'videopoll_assets and dropped its 8 columns; % saved resumable upload(s) not '
+               'carried over (their URL was writable by app users)', moved, discarded;
+end $$;
+
+-- 5. Key-value state (the GitHub ETag and listing), private to the service role ----------------
 create table if not exists public.videopoll_state (
   key text primary key,
   value jsonb not null,
@@ -74,70 +164,137 @@ alter table public.videopoll_state enable row level security;
 create or replace trigger videopoll_touch before update on public.videopoll_state
   for each row execute function public.videopoll_touch();
 
--- 4. Transitions: one guarded statement each, returning whether it matched ---------------------
+-- 6. Transitions ---------------------------------------------------------------------------------
+-- Those that change lesson_assets alone are one guarded UPDATE: two racing calls serialise on
+-- the row lock, and the loser re-checks the WHERE against the winner's row (READ COMMITTED).
+--
+-- Those that read or write videopoll_assets first lock the asset's lesson_assets row (FOR NO
+-- KEY UPDATE, the lock an UPDATE of it takes) and only then read the bookkeeping, in a later
+-- statement: every writer of an asset's bookkeeping (these functions) holds that lock, and
+-- every write of the row itself takes it, so under READ COMMITTED
+-- the later statement's fresh snapshot sees the last holder's committed writes and nothing
+-- can change before this transaction ends. The guard is then checked and both tables written
+-- inside that one lock. (A single statement joining both tables would not do: on a lock
+-- conflict PostgreSQL re-checks the locked row only and keeps the joined bookkeeping row it
+-- read before waiting.) Locks are always taken lesson_assets first, so they cannot deadlock.
+
 create or replace function public.videopoll_claim(asset_id uuid, owner text, lease_s double precision)
-returns boolean language sql volatile security invoker set search_path = public, pg_temp as $$
-  -- Two racing claims serialise on the row lock; the loser re-checks the WHERE against the
-  -- winner's row (READ COMMITTED) and matches nothing.
-  with hit as (
-    update public.lesson_assets a
-       set status = 'transferring', claimed_by = videopoll_claim.owner,
-           claimed_until = now() + make_interval(secs => videopoll_claim.lease_s)
-     where a.id = videopoll_claim.asset_id and a.kind = 'video'
-       and (a.status = 'finished' or (a.status = 'transferring' and a.claimed_until < now()))
-    returning 1)
-  select exists (select 1 from hit);
-$$;
+returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
+#variable_conflict use_column
+declare
+  row_status text;
+  held_until timestamptz;
+begin
+  select a.status into row_status from public.lesson_assets a
+   where a.id = videopoll_claim.asset_id and a.kind = 'video' for no key update;
+  select v.claimed_until into held_until from public.videopoll_assets v
+   where v.asset_id = videopoll_claim.asset_id;
+  -- finished, or transferring under a lease that ran out (a crashed poller's).
+  if not coalesce(row_status = 'finished' or (row_status = 'transferring' and held_until < now()), false)
+  then
+    return false;
+  end if;
+  update public.lesson_assets a set status = 'transferring'
+   where a.id = videopoll_claim.asset_id;
+  insert into public.videopoll_assets as v (asset_id, claimed_by, claimed_until)
+  values (videopoll_claim.asset_id, videopoll_claim.owner,
+          now() + make_interval(secs => videopoll_claim.lease_s))
+  on conflict on constraint videopoll_assets_pkey
+  do update set claimed_by = excluded.claimed_by, claimed_until = excluded.claimed_until;
+  return true;
+end $$;
 
 create or replace function public.videopoll_renew(asset_id uuid, owner text, lease_s double precision)
-returns boolean language sql volatile security invoker set search_path = public, pg_temp as $$
-  with hit as (
-    update public.lesson_assets a
-       set claimed_until = now() + make_interval(secs => videopoll_renew.lease_s)
-     where a.id = videopoll_renew.asset_id and a.status = 'transferring'
-       and a.claimed_by = videopoll_renew.owner and a.claimed_until > now()
-    returning 1)
-  select exists (select 1 from hit);
-$$;
+returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
+#variable_conflict use_column
+declare
+  row_status text;
+begin
+  select a.status into row_status from public.lesson_assets a
+   where a.id = videopoll_renew.asset_id for no key update;
+  if row_status is distinct from 'transferring' then
+    return false;
+  end if;
+  -- Bookkeeping only: the app's row does not change (nor fire a Realtime event) on a renewal.
+  update public.videopoll_assets v
+     set claimed_until = now() + make_interval(secs => videopoll_renew.lease_s)
+   where v.asset_id = videopoll_renew.asset_id and v.claimed_by = videopoll_renew.owner
+     and v.claimed_until > now();
+  return found;
+end $$;
 
 create or replace function public.videopoll_release(asset_id uuid, owner text)
-returns boolean language sql volatile security invoker set search_path = public, pg_temp as $$
-  with hit as (
-    update public.lesson_assets a
-       set status = 'finished', claimed_by = null, claimed_until = null
-     where a.id = videopoll_release.asset_id and a.status = 'transferring'
-       and a.claimed_by = videopoll_release.owner
-    returning 1)
-  select exists (select 1 from hit);
-$$;
+returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
+#variable_conflict use_column
+declare
+  row_status text;
+begin
+  select a.status into row_status from public.lesson_assets a
+   where a.id = videopoll_release.asset_id for no key update;
+  if row_status is distinct from 'transferring' then
+    return false;
+  end if;
+  -- The holder may hand back even an expired lease: nobody else has taken it meanwhile.
+  update public.videopoll_assets v set claimed_by = null, claimed_until = null
+   where v.asset_id = videopoll_release.asset_id and v.claimed_by = videopoll_release.owner;
+  if not found then
+    return false;
+  end if;
+  update public.lesson_assets a set status = 'finished' where a.id = videopoll_release.asset_id;
+  return true;
+end $$;
 
 create or replace function public.videopoll_mark_ready(asset_id uuid, owner text, storage_path text)
-returns boolean language sql volatile security invoker set search_path = public, pg_temp as $$
-  -- Only the holder of a live lease: a poller whose lease ran out (and was perhaps taken over)
-  -- can no longer finish the row.
-  with hit as (
-    update public.lesson_assets a
-       set status = 'ready', storage_path = videopoll_mark_ready.storage_path, error = null,
-           claimed_by = null, claimed_until = null, upload_url = null, upload_digest = null,
-           upload_offset = null, upload_prefix_sha256 = null
-     where a.id = videopoll_mark_ready.asset_id and a.status = 'transferring'
-       and a.claimed_by = videopoll_mark_ready.owner and a.claimed_until > now()
-    returning 1)
-  select exists (select 1 from hit);
-$$;
+returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
+#variable_conflict use_column
+declare
+  row_status text;
+begin
+  select a.status into row_status from public.lesson_assets a
+   where a.id = videopoll_mark_ready.asset_id for no key update;
+  if row_status is distinct from 'transferring' then
+    return false;
+  end if;
+  -- Only the holder of a live lease: a poller whose lease ran out (and was perhaps taken
+  -- over) can no longer finish the row. The upload it resumed is done: forget it.
+  update public.videopoll_assets v
+     set claimed_by = null, claimed_until = null, upload_url = null, upload_digest = null,
+         upload_offset = null, upload_prefix_sha256 = null
+   where v.asset_id = videopoll_mark_ready.asset_id and v.claimed_by = videopoll_mark_ready.owner
+     and v.claimed_until > now();
+  if not found then
+    return false;
+  end if;
+  update public.lesson_assets a
+     set status = 'ready', storage_path = videopoll_mark_ready.storage_path, error = null
+   where a.id = videopoll_mark_ready.asset_id;
+  return true;
+end $$;
 
 create or replace function public.videopoll_mark_failed(asset_id uuid, reason text, owner text default null)
-returns boolean language sql volatile security invoker set search_path = public, pg_temp as $$
-  with hit as (
-    update public.lesson_assets a
-       set status = 'failed', error = videopoll_mark_failed.reason,
-           claimed_by = null, claimed_until = null
-     where a.id = videopoll_mark_failed.asset_id
-       and (a.status in ('starting', 'generating', 'finished')
-            or (a.status = 'transferring' and a.claimed_by = videopoll_mark_failed.owner))
-    returning 1)
-  select exists (select 1 from hit);
-$$;
+returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
+#variable_conflict use_column
+declare
+  row_status text;
+  holder text;
+begin
+  select a.status into row_status from public.lesson_assets a
+   where a.id = videopoll_mark_failed.asset_id for no key update;
+  select v.claimed_by into holder from public.videopoll_assets v
+   where v.asset_id = videopoll_mark_failed.asset_id;
+  -- A transferring row only by its holder (with owner null, `holder = owner` is never true).
+  if not coalesce(row_status in ('starting', 'generating', 'finished')
+                  or (row_status = 'transferring' and holder = videopoll_mark_failed.owner), false)
+  then
+    return false;
+  end if;
+  update public.lesson_assets a
+     set status = 'failed', error = videopoll_mark_failed.reason
+   where a.id = videopoll_mark_failed.asset_id;
+  update public.videopoll_assets v set claimed_by = null, claimed_until = null
+   where v.asset_id = videopoll_mark_failed.asset_id;
+  return true;
+end $$;
 
 create or replace function public.videopoll_mark_finished(asset_id uuid)
 returns boolean language sql volatile security invoker set search_path = public, pg_temp as $$
@@ -168,72 +325,129 @@ returns boolean language sql volatile security invoker set search_path = public,
 $$;
 
 create or replace function public.videopoll_record_error(asset_id uuid, error text, mismatch boolean default false)
-returns int language sql volatile security invoker set search_path = public, pg_temp as $$
-  -- A transient problem: counted, the status untouched. Returns the new mismatch count
-  -- (0 when the row is not pending any more).
-  with hit as (
-    update public.lesson_assets a
-       set error = videopoll_record_error.error, attempts = a.attempts + 1,
-           mismatches = a.mismatches + case when videopoll_record_error.mismatch then 1 else 0 end
-     where a.id = videopoll_record_error.asset_id
-       and a.status in ('starting', 'generating', 'finished', 'transferring')
-    returning a.mismatches)
-  select coalesce((select mismatches from hit), 0);
-$$;
+returns int language plpgsql volatile security invoker set search_path = public, pg_temp as $$
+#variable_conflict use_column
+-- A transient problem: counted, the status untouched. Returns the new mismatch count
+-- (0 when the row is not pending any more).
+declare
+  row_status text;
+  counted int;
+begin
+  select a.status into row_status from public.lesson_assets a
+   where a.id = videopoll_record_error.asset_id for no key update;
+  if not coalesce(row_status in ('starting', 'generating', 'finished', 'transferring'), false) then
+    return 0;
+  end if;
+  update public.lesson_assets a
+     set error = videopoll_record_error.error, attempts = a.attempts + 1
+   where a.id = videopoll_record_error.asset_id;
+  if videopoll_record_error.mismatch then
+    insert into public.videopoll_assets as v (asset_id, mismatches)
+    values (videopoll_record_error.asset_id, 1)
+    on conflict on constraint videopoll_assets_pkey
+    do update set mismatches = v.mismatches + 1
+    returning v.mismatches into counted;
+  else
+    select v.mismatches into counted from public.videopoll_assets v
+     where v.asset_id = videopoll_record_error.asset_id;
+  end if;
+  return coalesce(counted, 0);
+end $$;
+
+-- An earlier version returned `setof lesson_assets`, which held the bookkeeping; a function's
+-- result type cannot be replaced in place, so that one is dropped (once) and created anew.
+do $$
+begin
+  if exists (select 1 from pg_proc
+              where oid = to_regprocedure('public.videopoll_retry(uuid[], boolean)')
+                and prorettype <> 'jsonb'::regtype) then
+    drop function public.videopoll_retry(uuid[], boolean);
+  end if;
+end $$;
 
 create or replace function public.videopoll_retry(ids uuid[] default null, dry_run boolean default false)
-returns setof public.lesson_assets
-language sql volatile security invoker set search_path = public, pg_temp as $$
-  -- failed -> generating (starting when only a start task exists); the old error goes to
-  -- metadata.error_history and retried_at restarts VIDEOPOLL_MAX_GENERATION's clock.
-  -- `plan` is each row as it will be; a dry run returns it without writing.
-  with plan as (
-    select (jsonb_populate_record(a, jsonb_build_object(
-              'status', case when a.conversation_id is null and a.start_task_id is not null
-                             then 'starting' else 'generating' end,
-              'metadata', jsonb_set(coalesce(a.metadata, '{}'::jsonb), '{error_history}',
-                 coalesce(a.metadata -> 'error_history', '[]'::jsonb)
-                   || jsonb_build_array(jsonb_build_object('at', now(), 'error', a.error))),
-              'error', null, 'retried_at', now(), 'mismatches', 0, 'claimed_by', null,
-              'claimed_until', null, 'finished_at', null))).*
-      from public.lesson_assets a
-     where a.status = 'failed' and a.kind = 'video'
-       and (videopoll_retry.ids is null or a.id = any (videopoll_retry.ids))),
-  moved as (
-    update public.lesson_assets a
-       set status = p.status, metadata = p.metadata, error = null, retried_at = p.retried_at,
-           mismatches = 0, claimed_by = null, claimed_until = null, finished_at = null
-      from plan p
-     where a.id = p.id and a.status = 'failed' and not videopoll_retry.dry_run
-    returning a.*)
-  select * from moved
-  union all
-  select * from plan where videopoll_retry.dry_run;
-$$;
+returns setof jsonb
+language plpgsql volatile security invoker set search_path = public, pg_temp as $$
+#variable_conflict use_column
+-- failed -> generating (starting when only a start task exists); the old error goes to
+-- metadata.error_history and retried_at restarts VIDEOPOLL_MAX_GENERATION's clock. Each row
+-- comes back as the lesson_assets row with its bookkeeping under "videopoll_assets" (the shape
+-- of the REST embed); a dry run returns the rows as they would be, writing nothing.
+declare
+  a public.lesson_assets;
+  next_status text;
+  next_metadata jsonb;
+begin
+  -- The lock re-checks `status = 'failed'` against a racing writer's row, so two retries
+  -- never move (or archive the error of) one row twice.
+  for a in select * from public.lesson_assets t
+            where t.status = 'failed' and t.kind = 'video'
+              and (videopoll_retry.ids is null or t.id = any (videopoll_retry.ids))
+            order by t.created_at, t.id
+              for no key update
+  loop
+    next_status := case when a.conversation_id is null and a.start_task_id is not null
+                        then 'starting' else 'generating' end;
+    next_metadata := jsonb_set(coalesce(a.metadata, '{}'::jsonb), '{error_history}',
+                               coalesce(a.metadata -> 'error_history', '[]'::jsonb)
+                                 || jsonb_build_array(jsonb_build_object('at', now(),
+                                                                         'error', a.error)));
+    if videopoll_retry.dry_run then
+      a.status := next_status;
+      a.metadata := next_metadata;
+      a.error := null;
+      a.finished_at := null;
+    else
+      update public.lesson_assets t
+         set status = next_status, metadata = next_metadata, error = null, finished_at = null
+       where t.id = a.id
+      returning * into a;
+      insert into public.videopoll_assets as v (asset_id, retried_at)
+      values (a.id, now())
+      on conflict on constraint videopoll_assets_pkey
+      do update set retried_at = excluded.retried_at, mismatches = 0, claimed_by = null,
+                    claimed_until = null;
+    end if;
+    return next to_jsonb(a) || jsonb_build_object('videopoll_assets', jsonb_build_object(
+      'claimed_by', null, 'claimed_until', null, 'mismatches', 0, 'retried_at', now()));
+  end loop;
+end $$;
 
 create or replace function public.videopoll_save_upload(
   asset_id uuid, owner text, url text, digest text, upload_offset bigint, prefix_sha256 text)
-returns boolean language sql volatile security invoker set search_path = public, pg_temp as $$
-  -- Where a resumable upload stands; only the live lease holder may say so.
-  with hit as (
-    update public.lesson_assets a
-       set upload_url = videopoll_save_upload.url, upload_digest = videopoll_save_upload.digest,
-           upload_offset = videopoll_save_upload.upload_offset,
-           upload_prefix_sha256 = videopoll_save_upload.prefix_sha256
-     where a.id = videopoll_save_upload.asset_id and a.status = 'transferring'
-       and a.claimed_by = videopoll_save_upload.owner and a.claimed_until > now()
-    returning 1)
-  select exists (select 1 from hit);
-$$;
+returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
+#variable_conflict use_column
+-- Where a resumable upload stands; only the live lease holder may say so.
+declare
+  row_status text;
+begin
+  select a.status into row_status from public.lesson_assets a
+   where a.id = videopoll_save_upload.asset_id for no key update;
+  if row_status is distinct from 'transferring' then
+    return false;
+  end if;
+  update public.videopoll_assets v
+     set upload_url = videopoll_save_upload.url, upload_digest = videopoll_save_upload.digest,
+         upload_offset = videopoll_save_upload.upload_offset,
+         upload_prefix_sha256 = videopoll_save_upload.prefix_sha256
+   where v.asset_id = videopoll_save_upload.asset_id and v.claimed_by = videopoll_save_upload.owner
+     and v.claimed_until > now();
+  return found;
+end $$;
 
--- What `videopoll doctor` compares with what it expects: the lesson_assets columns, the
--- videopoll functions, the realtime publication, the replica identity and RLS, as one object.
+-- What `videopoll doctor` compares with what it expects: the columns of both tables, the
+-- videopoll functions, the realtime publication, the replica identity, RLS, and that the
+-- bookkeeping stays private (RLS on, no policy, no grant to anon or authenticated).
 create or replace function public.videopoll_schema_check()
 returns jsonb language sql stable security invoker set search_path = public, pg_temp as $$
   select jsonb_build_object(
     'columns', (select coalesce(jsonb_agg(column_name::text order by column_name), '[]')
                   from information_schema.columns
                  where table_schema = 'public' and table_name = 'lesson_assets'),
+    'bookkeeping_columns', (select coalesce(jsonb_agg(column_name::text order by column_name),
+                                            '[]')
+                              from information_schema.columns
+                             where table_schema = 'public' and table_name = 'videopoll_assets'),
     'functions', (select coalesce(jsonb_agg(distinct p.proname::text), '[]')
                     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
                    where n.nspname = 'public' and p.proname like 'videopoll\_%'),
@@ -245,12 +459,22 @@ returns jsonb language sql stable security invoker set search_path = public, pg_
                                where c.oid = 'public.lesson_assets'::regclass),
     'rls', (select c.relrowsecurity from pg_class c
              where c.oid = 'public.lesson_assets'::regclass),
-    'state_table', to_regclass('public.videopoll_state') is not null);
+    'state_table', to_regclass('public.videopoll_state') is not null,
+    'bookkeeping_private', coalesce((
+      select c.relrowsecurity
+             and not exists (select 1 from pg_policy p where p.polrelid = c.oid)
+             and not exists (
+               select 1 from aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) g
+                where g.grantee = 0  -- PUBLIC
+                   or g.grantee in (select r.oid from pg_roles r
+                                     where r.rolname in ('anon', 'authenticated')))
+        from pg_class c where c.oid = to_regclass('public.videopoll_assets')), false));
 $$;
 
--- 5. Who may call them: the service role only --------------------------------------------------
+-- 7. Who may call and read them: the service role only -----------------------------------------
 -- Supabase's default privileges grant EXECUTE on new functions in `public` to anon and
--- authenticated as well as PUBLIC, so each is revoked by name.
+-- authenticated as well as PUBLIC, so each is revoked by name; likewise its default grants on
+-- new tables.
 do $$
 declare
   fn regprocedure;
@@ -264,10 +488,14 @@ begin
   end loop;
 end $$;
 
-revoke all on table public.videopoll_state from anon, authenticated;
-grant all on table public.videopoll_state to service_role;
+revoke all on table public.videopoll_assets, public.videopoll_state
+  from public, anon, authenticated;
+grant all on table public.videopoll_assets, public.videopoll_state to service_role;
 
--- 6. Row-level security stays on; realtime sees the rows with their old values -----------------
+-- 8. Row-level security stays on; realtime sees the app's rows with their old values ----------
+-- Only lesson_assets is published, and it no longer carries any bookkeeping. (On a publication
+-- FOR ALL TABLES videopoll_assets is published too, but Realtime sends a subscriber only rows
+-- its role may select, and anon and authenticated may select nothing there.)
 alter table public.lesson_assets enable row level security;
 alter table public.lesson_assets replica identity full;
 

@@ -1,4 +1,5 @@
-"""`Row`: one `lesson_assets` row of the in-memory store, with every column."""
+"""`Row`: one video of the in-memory store: its `lesson_assets` columns and its bookkeeping
+(the SQL stores keep the latter in `videopoll_assets`; here one object holds both)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..model import Status, VideoAsset
 
 @dataclass
 class Row:
-    """One `lesson_assets` row, every column (the app's and the migration's)."""
+    """One asset: the app's columns, the migration's, and videopoll's bookkeeping."""
 
     id: str
     lesson_id: str
@@ -26,12 +27,13 @@ class Row:
     metadata: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     attempts: int = 0
+    finished_at: datetime | None = None
+    start_task_id: str | None = None
+    # videopoll_assets in the SQL stores: changing only these leaves updated_at alone.
     mismatches: int = 0
     claimed_by: str | None = None
     claimed_until: datetime | None = None
-    finished_at: datetime | None = None
     retried_at: datetime | None = None
-    start_task_id: str | None = None
 
     def asset(self) -> VideoAsset:
         return VideoAsset(

@@ -46,14 +46,17 @@ class InMemoryStore(Recorder):
             table.clear()
 
     def _move(self, asset_id: str, guard: Callable[[Row], bool], now: datetime | None = None,
-              **changes: Any) -> Row | None:
-        """The in-memory twin of one guarded UPDATE: check and change with no await between."""
+              *, touch: bool = True, **changes: Any) -> Row | None:
+        """The in-memory twin of one guarded transition: check and change with no await
+        between. `touch=False` for a change of videopoll's bookkeeping alone, which leaves the
+        app's row, and so its updated_at, as it was (as the SQL stores do)."""
         row = self.rows.get(asset_id)
         if row is None or row.kind != "video" or not guard(row):
             return None
         for name, value in changes.items():
             setattr(row, name, value)
-        row.updated_at = now or self._clock()
+        if touch:
+            row.updated_at = now or self._clock()
         return row
 
     def _videos(self) -> list[Row]:
@@ -120,7 +123,7 @@ class InMemoryStore(Recorder):
     @recorded
     async def renew(self, asset_id: str, owner: str, lease_s: float) -> bool:
         now = self._clock()
-        return self._move(asset_id, lambda r: r.live(owner, now), now,
+        return self._move(asset_id, lambda r: r.live(owner, now), now, touch=False,
                           claimed_until=now + timedelta(seconds=lease_s)) is not None
 
     @recorded
