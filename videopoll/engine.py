@@ -39,6 +39,8 @@ Refs = dict[str, ArtifactRef | None]
 NOT_FOUND_GRACE = 300.0  # an id OpenHands does not know yet: give it five minutes
 # Errors no row gets past: every row would meet them the same way, so they end the pass.
 FATAL = (AuthError, ConfigError)
+NEVER_STARTED = ("the agent never started (generate was interrupted, or its start was lost); "
+                 "run `videopoll generate` for the lesson again")
 NOBODY_KNOWN = ("OpenHands knows none of the {n} pending {what}: nothing was failed. The key "
                 "may belong to another account, or OPENHANDS_BASE_URL points at another server")
 
@@ -87,8 +89,10 @@ class Poller:
         except VideopollError as exc:  # nothing to decide: an empty pass with the error
             run.error(None, exc, "store")
             rows = []
-        starting = [r for r in rows if not r.conversation_id]
-        running = [r for r in rows if r.conversation_id]
+        # A start task tells a starting row's progress (and why it failed); a row `generate`
+        # wrote but could not record a task for is asked about by its conversation id.
+        starting = [r for r in rows if r.status is Status.STARTING and r.start_task_id]
+        running = [r for r in rows if r.conversation_id and r not in starting]
         await self._resolve(run, starting)
         finished, listing = await self._states(run, running)
         if finished and listing is not None:
@@ -235,11 +239,18 @@ class Poller:
     async def _apply(self, run: Pass, row: VideoAsset, state: AgentState | None
                      ) -> VideoAsset | None:
         if state is None:
-            if self._older_than(row, run.now, self.config.not_found_grace):
-                await run.fail(row, "conversation not found")
-            else:
+            if not self._older_than(row, run.now, self.config.not_found_grace):
                 run.wait(row, "conversation not visible yet")
+            elif row.status is Status.STARTING:  # written by generate, the start never landed
+                await run.fail(row, NEVER_STARTED)
+            else:
+                await run.fail(row, "conversation not found")
             return None
+        if row.status is Status.STARTING:  # an earlier start did arrive: it is generating
+            if not run.dry_run and not await self.store.resolve_start(row.id):
+                run.note(row, row.status, Action.SKIPPED, "changed by another poller")
+                return None
+            row = replace(row, status=Status.GENERATING)
         if state.warning:
             run.summary.errors.append(PassError(row.id, "openhands", state.warning))
         if state.state is Status.FAILED:

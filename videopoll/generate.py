@@ -7,9 +7,10 @@ import string
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
-from .errors import ConfigError, NotFound, Refused
+from .errors import ConfigError, NotFound, Refused, RequestRejected, ServiceError
 from .model import Lesson, Status, VideoAsset
 from .ports import AgentAPI, Store
 from .settings import Settings
@@ -85,7 +86,16 @@ def prompt_for(template: str, lesson: Lesson, settings: Settings, asset_id: str,
 
 async def generate(store: Store, agent: AgentAPI, settings: Settings, lesson_id: str, *,
                    force: bool = False) -> VideoAsset:
-    """Start the conversation, then insert the row that the next pass will follow."""
+    """Write the row first, then start the conversation under an id chosen here.
+
+    Safe to repeat and to race: the database allows one open video per lesson, so of two
+    runs one inserts and the other is told the winner's row; a run that wrote its row but was
+    killed (or got an ambiguous answer) before the agent started is finished by the next run
+    — which first asks OpenHands whether that conversation exists, since starting a running
+    conversation again would break it — or, if nobody runs generate, failed by a pass once
+    the not-found grace is over. `force` gives up the lesson's open video first (it is
+    failed, "replaced by a new video"), then starts a new one.
+    """
     try:
         lesson_id = str(uuid.UUID(lesson_id))
     except ValueError:
@@ -94,20 +104,62 @@ async def generate(store: Store, agent: AgentAPI, settings: Settings, lesson_id:
     lesson = await store.lesson(lesson_id)
     if lesson is None:
         raise NotFound(f"lesson not found: {lesson_id}")
-    if not force and (existing := await store.open_video(lesson_id)) is not None:
+    existing = await store.open_video(lesson_id)
+    if existing is not None and existing.status is Status.STARTING \
+            and existing.start_task_id is None and existing.conversation_id:
+        return await _start(store, agent, settings, template, lesson, existing, resumed=True)
+    if existing is not None and not force:
         raise Refused(f"lesson {lesson_id} already has a pending video: {existing.id} "
-                      f"({existing.status})", hint="pass --force to start another one")
+                      f"({existing.status})", hint="pass --force to replace it with a new one")
+    if existing is not None and not await store.mark_failed(
+            existing.id, "replaced by a new video (generate --force)"):
+        raise Refused(f"lesson {lesson_id}'s video {existing.id} is being transferred right "
+                      "now; try again when it is done")
     asset_id = str(uuid.uuid4())
-    path = f"{settings.github_dir}/{lesson_id}/{asset_id}.mp4"
+    try:
+        row = await store.insert_asset(
+            asset_id=asset_id, lesson_id=lesson_id,
+            user_id=lesson.user_id or settings.default_user_id,
+            conversation_id=uuid.uuid4().hex,
+            github_path=f"{settings.github_dir}/{lesson_id}/{asset_id}.mp4")
+    except RequestRejected as exc:
+        if exc.status != 409:
+            raise
+        winner = await store.open_video(lesson_id)  # another run got there first
+        raise Refused(f"lesson {lesson_id} already has a pending video: "
+                      f"{winner.id if winner else 'another one'} (started by another run)",
+                      hint="pass --force to replace it with a new one") from None
+    return await _start(store, agent, settings, template, lesson, row)
+
+
+async def _start(store: Store, agent: AgentAPI, settings: Settings, template: str,
+                 lesson: Lesson, row: VideoAsset, *, resumed: bool = False) -> VideoAsset:
+    """Start the row's conversation and record its task. For a row an earlier run wrote,
+    first ask whether that run's start arrived (by the conversation id, or by the start task
+    that echoes it): starting a conversation twice would break the first."""
+    cid = row.conversation_id or ""
+    if resumed and (await agent.states([cid])).get(cid) is not None:
+        await store.resolve_start(row.id)
+        return await store.get(row.id) or row
+    earlier = await agent.find_start(cid, row.created_at - timedelta(minutes=5)) \
+        if resumed else None
+    if earlier is not None:  # it arrived and is still starting
+        await store.record_start(row.id, earlier.id)
+        return await store.get(row.id) or row
     secrets = {"GEMINI_API_KEY": settings.gemini_api_key.get()} \
         if settings.gemini_api_key else None
-    task = await agent.start(
-        prompt=prompt_for(template, lesson, settings, asset_id, path),
-        repository=settings.github_repo or "", branch=settings.github_ref,
-        title=f"Lesson video: {clean_title(lesson.title)}"[:200], secrets=secrets)
-    return await store.insert_asset(asset_id=asset_id, lesson_id=lesson_id,
-                                    user_id=lesson.user_id or settings.default_user_id,
-                                    start_task_id=task.id, github_path=path)
+    try:
+        task = await agent.start(
+            prompt=prompt_for(template, lesson, settings, row.id, row.github_path or ""),
+            repository=settings.github_repo or "", branch=settings.github_ref,
+            title=f"Lesson video: {clean_title(lesson.title)}"[:200], secrets=secrets,
+            conversation_id=cid)
+    except ServiceError as exc:
+        if not exc.transient:  # refused outright: it never started, and will not
+            await store.mark_failed(row.id, f"agent could not start: {exc.message}")
+        raise  # otherwise it may have: the next generate or pass finds out by the id
+    await store.record_start(row.id, task.id)
+    return await store.get(row.id) or row
 
 
 async def wait_started(store: Store, agent: AgentAPI, row: VideoAsset, *, timeout: float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +22,125 @@ class Status(StrEnum):
 
 PENDING = frozenset({Status.STARTING, Status.GENERATING, Status.FINISHED, Status.TRANSFERRING})
 TERMINAL = frozenset({Status.READY, Status.FAILED})
+
+
+class Event(StrEnum):
+    """What is asked of a row; `TRANSITIONS` says from which states, under which guard."""
+
+    START = "start"  # `generate` records the start task of a row it inserted
+    RESOLVE = "resolve"  # the agent's conversation exists: generating
+    FINISH = "finish"  # the agent is done; the file may not be on GitHub yet
+    REOPEN = "reopen"  # the agent went back to work
+    CLAIM = "claim"  # a poller takes the transfer, under a lease on the store's clock
+    RENEW = "renew"  # the lease holder extends it while bytes flow
+    RELEASE = "release"  # the transfer stops for now; the row is claimable again
+    READY = "ready"  # the verified object is stored under `value` (the key)
+    FAIL = "fail"  # given up, `value` says why
+
+
+class Guard(StrEnum):
+    """What a transition needs beyond the row's status; leases use the store's clock."""
+
+    NONE = "none"
+    HOLDER = "holder"  # the caller holds the claim, live or not (nobody has taken it since)
+    LIVE = "live"  # the caller holds the claim and its lease has not run out
+    EXPIRED = "expired"  # nobody holds a live lease: a killed poller's claim ran out
+    SAME = "same"  # the row already is what the event would make it: a repeated call
+
+
+@dataclass(frozen=True)
+class Transition:
+    event: Event
+    source: Status
+    guard: Guard
+    target: Status
+
+
+def _each(event: Event, sources: frozenset[Status] | Status, guard: Guard,
+          target: Status) -> tuple[Transition, ...]:
+    group = sources if isinstance(sources, frozenset) else frozenset({sources})
+    return tuple(Transition(event, s, guard, target) for s in sorted(group))
+
+
+# The state machine, written once: the stores apply it (SQLite and in memory read this table;
+# the Supabase migration's `videopoll_apply` carries it as a VALUES list rendered from here),
+# and the contract suite tests every store against every line. Liveness: a row left
+# transferring by a killed poller can be failed, released or claimed by anyone once its lease
+# has run out. The SAME lines make a repeated call (a retry after a lost answer) report what
+# it did the first time instead of "changed by another poller".
+TRANSITIONS: tuple[Transition, ...] = (
+    *_each(Event.START, Status.STARTING, Guard.NONE, Status.STARTING),
+    *_each(Event.RESOLVE, Status.STARTING, Guard.NONE, Status.GENERATING),
+    *_each(Event.RESOLVE, Status.GENERATING, Guard.SAME, Status.GENERATING),
+    *_each(Event.FINISH, Status.GENERATING, Guard.NONE, Status.FINISHED),
+    *_each(Event.FINISH, Status.FINISHED, Guard.SAME, Status.FINISHED),
+    *_each(Event.REOPEN, Status.FINISHED, Guard.NONE, Status.GENERATING),
+    *_each(Event.CLAIM, Status.FINISHED, Guard.NONE, Status.TRANSFERRING),
+    *_each(Event.CLAIM, Status.TRANSFERRING, Guard.EXPIRED, Status.TRANSFERRING),
+    *_each(Event.CLAIM, Status.TRANSFERRING, Guard.LIVE, Status.TRANSFERRING),
+    *_each(Event.RENEW, Status.TRANSFERRING, Guard.LIVE, Status.TRANSFERRING),
+    *_each(Event.RELEASE, Status.TRANSFERRING, Guard.HOLDER, Status.FINISHED),
+    *_each(Event.RELEASE, Status.TRANSFERRING, Guard.EXPIRED, Status.FINISHED),
+    *_each(Event.READY, Status.TRANSFERRING, Guard.LIVE, Status.READY),
+    *_each(Event.READY, Status.READY, Guard.SAME, Status.READY),
+    *_each(Event.FAIL, PENDING - {Status.TRANSFERRING}, Guard.NONE, Status.FAILED),
+    *_each(Event.FAIL, Status.TRANSFERRING, Guard.HOLDER, Status.FAILED),
+    *_each(Event.FAIL, Status.TRANSFERRING, Guard.EXPIRED, Status.FAILED),
+    *_each(Event.FAIL, Status.FAILED, Guard.SAME, Status.FAILED),
+)
+# Which column an event writes its `value` to: what SAME compares.
+EVENT_VALUE = {Event.START: "start_task_id", Event.RESOLVE: "conversation_id",
+               Event.READY: "storage_path", Event.FAIL: "error"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One event for one row, as a store's `apply` takes it."""
+
+    asset_id: str
+    event: Event
+    owner: str | None = None  # who holds (or takes) the claim
+    lease_s: float | None = None  # CLAIM, RENEW: how long the lease holds from now
+    value: str | None = None  # START task id, RESOLVE conversation id, READY key, FAIL reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.asset_id, "event": str(self.event), "owner": self.owner,
+                "lease_s": self.lease_s, "value": self.value}
+
+
+_UNCLAIMED: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+_NO_UPLOAD: dict[str, Any] = {"upload_url": None, "upload_digest": None, "upload_offset": None,
+              "upload_prefix_sha256": None}
+
+
+def effects(change: Change, now: datetime) -> dict[str, Any]:
+    """What a (non-SAME) transition writes besides the status, column by column."""
+    lease = now + timedelta(seconds=change.lease_s or 0)
+    table: dict[Event, dict[str, Any]] = {
+        Event.START: {"start_task_id": change.value},
+        Event.RESOLVE: {} if change.value is None else {"conversation_id": change.value},
+        Event.FINISH: {"finished_at": now},
+        Event.REOPEN: {"finished_at": None},
+        Event.CLAIM: {"claimed_by": change.owner, "claimed_until": lease},
+        Event.RENEW: {"claimed_until": lease},
+        Event.RELEASE: _UNCLAIMED,
+        Event.READY: {"storage_path": change.value, "error": None, **_UNCLAIMED, **_NO_UPLOAD},
+        Event.FAIL: {"error": change.value, **_UNCLAIMED},
+    }
+    return table[change.event]
+
+
+def transition(change: Change, row: VideoAsset, now: datetime) -> Transition | None:
+    """The line of TRANSITIONS that lets `change` happen to `row` at `now`, or None. The
+    first matching line wins; the table lists real moves before repeated calls (SAME)."""
+    held = row.claimed_until is not None and row.claimed_until > now
+    holder = change.owner is not None and row.claimed_by == change.owner
+    field = EVENT_VALUE.get(change.event)
+    same = field is None or change.value is None or getattr(row, field) == change.value
+    ok = {Guard.NONE: True, Guard.HOLDER: holder, Guard.LIVE: holder and held,
+          Guard.EXPIRED: not held, Guard.SAME: same}
+    return next((t for t in TRANSITIONS if t.event is change.event and t.source is row.status
+                 and ok[t.guard]), None)
 
 
 class Action(StrEnum):

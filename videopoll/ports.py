@@ -9,9 +9,10 @@ a repeated or racing call is harmless.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
-from .model import AgentState, ArtifactRef, Lesson, StartTask, VideoAsset
+from .model import AgentState, ArtifactRef, Change, Lesson, StartTask, VideoAsset
 
 
 class AgentAPI(Protocol):
@@ -21,13 +22,19 @@ class AgentAPI(Protocol):
 
     async def start(
         self, *, prompt: str, repository: str, branch: str, title: str,
-        secrets: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None, conversation_id: str | None = None,
     ) -> StartTask:
-        """Start a conversation; not idempotent, so never retried once sent."""
+        """Start a conversation (with the id chosen here, when given, so that whether a
+        start arrived can be asked afterwards); never sent twice by the client layer."""
         ...
 
     async def resolve(self, start_ids: Sequence[str]) -> dict[str, StartTask | None]:
         """Progress of start tasks (None: unknown)."""
+        ...
+
+    async def find_start(self, conversation_id: str, since: datetime) -> StartTask | None:
+        """The start task (made since `since`) of a start that asked for `conversation_id`:
+        how a start whose answer was lost is recognised."""
         ...
 
     async def check(self) -> list[tuple[str, bool, str]]:
@@ -64,8 +71,16 @@ class Store(Protocol):
 
     async def by_conversation(self, conversation_id: str) -> list[VideoAsset]: ...
 
-    async def resolve_start(self, asset_id: str, conversation_id: str) -> bool:
-        """starting -> generating with the conversation id."""
+    async def apply(self, changes: Sequence[Change]) -> list[bool]:
+        """Apply each change `model.TRANSITIONS` allows, all in one guarded call."""
+        ...
+
+    async def record_start(self, asset_id: str, task_id: str) -> bool:
+        """starting: the start task of a row `generate` wrote first."""
+        ...
+
+    async def resolve_start(self, asset_id: str, conversation_id: str | None = None) -> bool:
+        """starting -> generating (with the conversation id when it is new)."""
         ...
 
     async def mark_finished(self, asset_id: str) -> bool:
@@ -127,10 +142,11 @@ class Store(Protocol):
         ...
 
     async def insert_asset(
-        self, *, asset_id: str, lesson_id: str, user_id: str | None, start_task_id: str,
-        github_path: str,
+        self, *, asset_id: str, lesson_id: str, user_id: str | None, github_path: str,
+        conversation_id: str | None = None, start_task_id: str | None = None,
     ) -> VideoAsset:
-        """A new video row in `starting`."""
+        """A new video row in `starting`; a second open video of the lesson is refused
+        (RequestRejected, status 409)."""
         ...
 
     async def get_state(self, key: str) -> dict[str, Any] | None: ...

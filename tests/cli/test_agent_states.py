@@ -66,10 +66,9 @@ def test_a_full_state_snapshot_carries_the_status_too(stack: Stack, video: bytes
 def test_start_tasks_are_asked_for_at_most_99_at_a_time(stack: Stack) -> None:
     """Some OpenHands versions refuse 100 ids in one start-tasks request (`< 100`)."""
     openhands = stack.sandbox.openhands
-    lesson = stack.seed.lesson()
     for _ in range(150):
         task = openhands.add_start_task("WORKING")
-        asset = stack.seed.video(lesson, uuid.uuid4().hex)
+        asset = stack.seed.video(stack.seed.lesson(), uuid.uuid4().hex)
         set_starting(stack, asset, task)
     assert stack.cli("poll", "--json").code == 0
     sizes = [len(parse_qs(urlsplit(path).query)["ids"]) for method, path, _ in openhands.log

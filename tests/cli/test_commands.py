@@ -64,10 +64,12 @@ def test_generate_starts_a_conversation_and_inserts_the_row(stack: Stack) -> Non
     assert result.code == 0, result.err
     row = result.json
     assert set(row) == ROW_KEYS
-    assert (row["lesson_id"], row["status"], row["conversation_id"]) == (
-        lesson, "starting", None)
+    assert (row["lesson_id"], row["status"]) == (lesson, "starting")
     assert row["github_path"] == f"videos/{lesson}/{row['id']}.mp4"
     started = stack.sandbox.openhands.started[-1]
+    # The conversation id is chosen by videopoll and written first, so that whether a start
+    # arrived can be asked later by that id.
+    assert uuid.UUID(started["conversation_id"]).hex == row["conversation_id"]
     text = started["initial_message"]["content"][0]["text"]
     assert f"`{row['github_path']}`" in text and "Cell division" in text
     assert started["selected_repository"] == stack.sandbox.repo
@@ -82,6 +84,9 @@ def test_generate_refuses_a_second_pending_video_unless_forced(stack: Stack) -> 
     assert again.code == 1 and first["id"] in again.err and "--force" in again.err
     forced = stack.cli("generate", lesson, "--force", "--json")
     assert forced.code == 0 and forced.json["id"] != first["id"]
+    replaced = stack.seed.row(first["id"])  # one open video per lesson: the first gave way
+    assert (replaced["status"], replaced["error"]) == (
+        "failed", "replaced by a new video (generate --force)")
 
 
 def test_generate_for_a_missing_lesson(stack: Stack) -> None:
@@ -165,9 +170,8 @@ def test_doctor_checks_pending_conversations_are_visible_with_the_key(stack: Sta
     """Pending rows whose conversations OpenHands does not know at all: the sign of a key of
     another account or another server, which doctor names (exit 1)."""
     _, known, _ = stack.video("RUNNING", "running")
-    lesson = stack.seed.lesson()
     for _ in range(2):
-        stack.seed.video(lesson, uuid.uuid4().hex)
+        stack.seed.video(stack.seed.lesson(), uuid.uuid4().hex)
 
     def check() -> tuple[int, dict[str, object]]:
         result = stack.cli("doctor", "--json")

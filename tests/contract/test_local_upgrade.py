@@ -25,7 +25,11 @@ from videopoll.services.localdb import MOVED_COLUMNS, ts
 from videopoll.testing import FakeClock
 
 PREVIOUS = (Path(__file__).parent / "fixtures" / "videopoll_db_previous.sql").read_text()
-LESSON = "11111111-1111-1111-1111-111111111111"
+
+def lesson_of(asset_id: str) -> str:
+    """Each video its own lesson: a lesson has one open video at a time."""
+    return asset_id[:9] + "1111-1111-1111-111111111111"
+
 HELD, RETRIED, MISMATCHED, PLAIN = (f"{n}" * 8 + "-2222-2222-2222-222222222222"
                                     for n in "abcd")
 OLD = "old-poller:1"
@@ -41,12 +45,12 @@ def old_file(home: Path, clock: FakeClock, *, drop: tuple[str, ...] = ()) -> Pat
         db.executescript(PREVIOUS)
         for column in drop:
             db.execute(f"alter table lesson_assets drop column {column}")
-        db.execute("insert into lessons (id, title, created_at) values (?, 'L', ?)",
-                   (LESSON, ts(now)))
         for aid in (HELD, RETRIED, MISMATCHED, PLAIN):
+            db.execute("insert into lessons (id, title, created_at) values (?, 'L', ?)",
+                       (lesson_of(aid), ts(now)))
             db.execute("insert into lesson_assets (id, lesson_id, kind, conversation_id, "
                        "metadata, created_at, updated_at) values (?, ?, 'video', ?, '{}', ?, ?)",
-                       (aid, LESSON, aid.replace("-", ""), ts(now), ts(now)))
+                       (aid, lesson_of(aid), aid.replace("-", ""), ts(now), ts(now)))
         upload = ", upload_url = 'https://x/u', upload_offset = 6" if "upload_url" not in drop \
             else ""
         db.execute(f"update lesson_assets set status = 'transferring', claimed_by = ?, "

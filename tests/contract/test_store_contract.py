@@ -12,14 +12,24 @@ import random
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from videopoll.errors import ConfigError, ContentMismatch, RequestRejected, ShortBody
-from videopoll.model import PENDING, Status, VideoAsset
+from videopoll.model import (
+    EVENT_VALUE,
+    PENDING,
+    TRANSITIONS,
+    Change,
+    Event,
+    Guard,
+    Status,
+    Transition,
+    VideoAsset,
+)
 from videopoll.ports import Store
 from videopoll.services.local import LocalStore
 from videopoll.testing import FakeClock, StoreHarness
@@ -35,7 +45,8 @@ async def make_row(h: StoreHarness, status: Status, *, lesson_id: str | None = N
     if status is Status.STARTING:
         asset = await store.insert_asset(
             asset_id=str(uuid.uuid4()), lesson_id=lesson, user_id=None,
-            start_task_id=uuid.uuid4().hex, github_path=f"videos/{lesson}/v.mp4")
+            conversation_id=uuid.uuid4().hex, start_task_id=uuid.uuid4().hex,
+            github_path=f"videos/{lesson}/v.mp4")
         return asset.id
     aid = h.add_asset(lesson, conversation_id=uuid.uuid4().hex,
                       github_path=f"videos/{lesson}/v.mp4")
@@ -136,24 +147,25 @@ async def test_by_conversation_and_open_video(harness: StoreHarness, store: Stor
     conversation = (await row(store, open_)).conversation_id
     assert conversation is not None
     harness.advance(1)
-    twin = harness.add_asset(lesson, conversation_id=conversation)
+    twin = harness.add_asset(harness.add_lesson("M").id, conversation_id=conversation)
     assert [a.id for a in await store.by_conversation(conversation)] == [open_, twin]
 
 
 async def test_pending_filters_and_orders_oldest_first(harness: StoreHarness,
                                                        store: Store) -> None:
-    lesson = harness.add_lesson("L").id
     expected = []
     for status in (Status.TRANSFERRING, Status.STARTING, Status.READY, Status.FINISHED,
                    Status.FAILED, Status.GENERATING):
-        aid = await make_row(harness, status, lesson_id=lesson)
+        aid = await make_row(harness, status)  # each in a lesson of its own
         if status in PENDING:
             expected.append(aid)
         harness.advance(1)
     # Rows the pending query must skip even though their status is a pending one.
-    harness.add_asset(lesson, kind="image", conversation_id="c" * 32)
-    harness.add_asset(lesson, conversation_id="d" * 32, storage_path="videos/done.mp4")
-    harness.add_asset(lesson, github_path="videos/orphan.mp4")  # no conversation, no task
+    harness.add_asset(harness.add_lesson("I").id, kind="image", conversation_id="c" * 32)
+    harness.add_asset(harness.add_lesson("D").id, conversation_id="d" * 32,
+                      storage_path="videos/done.mp4")
+    harness.add_asset(harness.add_lesson("O").id,
+                      github_path="videos/orphan.mp4")  # no conversation, no task
     assert [a.id for a in await store.pending()] == expected
     assert [a.id for a in await store.pending(limit=2)] == expected[:2]
     assert await store.pending(limit=0) == []
@@ -161,44 +173,129 @@ async def test_pending_filters_and_orders_oldest_first(harness: StoreHarness,
 
 # -- transitions ---------------------------------------------------------------------------
 
-MOVES: dict[str, tuple[Callable[[Store, str], Awaitable[bool]], set[Status], Status]] = {
-    # name: (call, states it is allowed from, state after)
-    "resolve_start": (lambda s, a: s.resolve_start(a, "c" * 32), {Status.STARTING},
-                      Status.GENERATING),
-    "mark_finished": (lambda s, a: s.mark_finished(a), {Status.GENERATING}, Status.FINISHED),
-    "mark_generating": (lambda s, a: s.mark_generating(a), {Status.FINISHED},
-                        Status.GENERATING),
-    "claim": (lambda s, a: s.claim(a, OTHER, LEASE), {Status.FINISHED}, Status.TRANSFERRING),
-    "renew": (lambda s, a: s.renew(a, OWNER, LEASE), {Status.TRANSFERRING},
-              Status.TRANSFERRING),
-    "release": (lambda s, a: s.release(a, OWNER), {Status.TRANSFERRING}, Status.FINISHED),
-    "mark_ready": (lambda s, a: s.mark_ready(a, OWNER, "videos/v.mp4"), {Status.TRANSFERRING},
-                   Status.READY),
-    "mark_failed": (lambda s, a: s.mark_failed(a, "no"),
-                    {Status.STARTING, Status.GENERATING, Status.FINISHED}, Status.FAILED),
-    "mark_failed_by_holder": (lambda s, a: s.mark_failed(a, "no", OWNER), set(PENDING),
-                              Status.FAILED),
+# Which guards hold, by the situation of the row's claim as the caller (OWNER) sees it: stated
+# here independently of the stores, so the table is checked, not copied.
+HOLDS = {
+    "unclaimed": {Guard.NONE, Guard.EXPIRED},
+    "mine-live": {Guard.NONE, Guard.HOLDER, Guard.LIVE},
+    "mine-expired": {Guard.NONE, Guard.HOLDER, Guard.EXPIRED},
+    "other-live": {Guard.NONE},
+    "other-expired": {Guard.NONE, Guard.EXPIRED},
 }
+CLAIMS = [s for s in HOLDS if s != "unclaimed"]
 
 
-@pytest.mark.parametrize("move", list(MOVES))
-@pytest.mark.parametrize("start", list(Status), ids=str)
-async def test_transition_table(harness: StoreHarness, store: Store, move: str,
-                                start: Status) -> None:
-    """Each guarded move works from its allowed states only; a refusal changes nothing."""
-    call, allowed, after = MOVES[move]
-    aid = await make_row(harness, start)
-    harness.advance(1)
-    before = await row(store, aid)
-    moved = await call(store, aid)
-    now = await row(store, aid)
-    assert moved is (start in allowed)
-    if moved:
-        # A renewal changes videopoll's bookkeeping only, never the app's row.
-        touched = before.updated_at if move == "renew" else harness.clock.now()
-        assert now.status is after and now.updated_at == touched
-    else:
-        assert now == before
+def expected(event: Event, status: Status, situation: str, same: bool) -> Transition | None:
+    holds = HOLDS[situation] | ({Guard.SAME} if same else set())
+    return next((t for t in TRANSITIONS if (t.event, t.source) == (event, status)
+                 and t.guard in holds), None)
+
+
+def cases() -> list[tuple[Event, Status, str, bool]]:
+    """Every event against every state, in every claim situation of a transferring row, with
+    the value the row already holds and with another (for the lines that compare them)."""
+    found = []
+    for event in Event:
+        for status in Status:
+            for situation in CLAIMS if status is Status.TRANSFERRING else ["unclaimed"]:
+                valued = event in EVENT_VALUE and any(
+                    t.guard is Guard.SAME and (t.event, t.source) == (event, status)
+                    for t in TRANSITIONS)
+                # An event that writes no value is always "the same" when repeated.
+                found += [(event, status, situation, same) for same in
+                          ([True, False] if valued else [event not in EVENT_VALUE])]
+    return found
+
+
+async def row_in(h: StoreHarness, status: Status, situation: str) -> VideoAsset:
+    aid = await make_row(h, status)
+    if situation.startswith("other"):  # the claim is someone else's
+        h.advance(LEASE + 1)
+        assert await h.store.claim(aid, OTHER, LEASE)
+    if situation.endswith("expired"):
+        h.advance(LEASE + 1)
+    h.advance(1)
+    return await row(h.store, aid)
+
+
+@pytest.mark.parametrize(("event", "status", "situation", "same"), cases(),
+                         ids=lambda v: str(v) if not isinstance(v, bool) else
+                         ("same" if v else "new"))
+async def test_transitions_follow_the_table(harness: StoreHarness, store: Store, event: Event,
+                                            status: Status, situation: str, same: bool
+                                            ) -> None:
+    """model.TRANSITIONS, line by line, on every store: a change is applied exactly when a
+    line allows it (moving the row to its target, with the event's effects), and a refusal
+    changes nothing at all."""
+    before = await row_in(harness, status, situation)
+    current = {Event.START: before.start_task_id, Event.RESOLVE: before.conversation_id,
+               Event.READY: before.storage_path, Event.FAIL: before.error}.get(event)
+    fresh = {Event.START: "e" * 32, Event.RESOLVE: "f" * 32,
+             Event.READY: f"videos/{before.lesson_id}/{before.id}.mp4",
+             Event.FAIL: "a new reason"}.get(event)
+    if event is Event.READY and not same:
+        fresh = "videos/elsewhere.mp4"
+    change = Change(before.id, event, owner=OWNER, lease_s=LEASE,
+                    value=current if same else fresh)
+    line = expected(event, status, situation, same)
+    assert await store.apply([change]) == [line is not None]
+    after = await row(store, before.id)
+    now = harness.clock.now()
+    if line is None or line.guard is Guard.SAME:
+        assert after == before
+        return
+    assert after.status is line.target
+    touched = before.updated_at if event is Event.RENEW else now  # bookkeeping only
+    assert after.updated_at == touched
+    if event in (Event.CLAIM, Event.RENEW):
+        assert (after.claimed_by, after.claimed_until) == (OWNER, now + timedelta(seconds=LEASE))
+    if event in (Event.RELEASE, Event.READY, Event.FAIL):
+        assert (after.claimed_by, after.claimed_until) == (None, None)
+    if event in EVENT_VALUE and change.value is not None:
+        assert getattr(after, EVENT_VALUE[event]) == change.value
+    if event is Event.FINISH:
+        assert after.finished_at == now
+    if event is Event.REOPEN:
+        assert after.finished_at is None
+
+
+def test_every_line_of_the_table_is_reached() -> None:
+    """The generated cases exercise every transition (a line no case reaches is untested)."""
+    reached = {expected(*case) for case in cases()}
+    assert set(TRANSITIONS) <= reached
+
+
+async def test_a_batch_applies_each_change_on_its_own(harness: StoreHarness,
+                                                      store: Store) -> None:
+    """One call, many rows: each change is judged by its own row; refusals do not hold the
+    others back; results come in the order given."""
+    finished = await make_row(harness, Status.FINISHED)
+    failed = await make_row(harness, Status.FAILED)
+    generating = await make_row(harness, Status.GENERATING)
+    got = await store.apply([Change(generating, Event.FINISH),
+                             Change(failed, Event.CLAIM, owner=OWNER, lease_s=LEASE),
+                             Change(finished, Event.CLAIM, owner=OWNER, lease_s=LEASE),
+                             Change(str(uuid.uuid4()), Event.FAIL, value="nobody")])
+    assert got == [True, False, True, False]
+    assert (await row(store, finished)).status is Status.TRANSFERRING
+    assert (await row(store, generating)).status is Status.FINISHED
+    assert await store.apply([]) == []
+
+
+async def test_a_killed_pollers_row_can_be_failed_or_released_by_anyone(
+        harness: StoreHarness, store: Store) -> None:
+    """Liveness: once the lease of a claim nobody renews has run out, any poller may fail
+    the row (the agent failed, the file never came) or hand it back, so it never stays
+    transferring forever."""
+    stuck = await make_row(harness, Status.TRANSFERRING)  # OWNER was killed mid-transfer
+    assert not await store.mark_failed(stuck, "agent failed")  # the lease is still live
+    harness.advance(LEASE + 1)
+    assert await store.mark_failed(stuck, "agent failed")
+    assert (await row(store, stuck)).status is Status.FAILED
+    back = await make_row(harness, Status.TRANSFERRING)
+    harness.advance(LEASE + 1)
+    assert await store.release(back, OTHER)
+    assert (await row(store, back)).status is Status.FINISHED
 
 
 async def test_finished_at_is_stamped_and_cleared(harness: StoreHarness, store: Store,
@@ -219,7 +316,9 @@ async def test_claim_holds_a_lease_on_the_store_clock(harness: StoreHarness, sto
     assert got.claimed_until == clock.now() + timedelta(seconds=LEASE)
     harness.advance(LEASE - 1)
     assert not await store.claim(aid, OTHER, LEASE)  # live lease: nobody else
-    assert not await store.claim(aid, OWNER, LEASE)  # not even its holder (that is renew)
+    assert await store.claim(aid, OWNER, LEASE)  # its holder again: a repeated call
+    assert (await row(store, aid)).claimed_until == clock.now() + timedelta(seconds=LEASE)
+    harness.advance(1)
     assert await store.renew(aid, OWNER, LEASE)
     assert (await row(store, aid)).claimed_until == clock.now() + timedelta(seconds=LEASE)
 
@@ -305,7 +404,10 @@ async def test_retry_keeps_history_and_restarts_the_clock(harness: StoreHarness,
 
 async def test_retry_returns_start_only_rows_to_starting(harness: StoreHarness,
                                                          store: Store) -> None:
-    aid = await make_row(harness, Status.STARTING)
+    """A row of an earlier version's `generate` (a start task, no conversation id)."""
+    lesson = harness.add_lesson("L").id
+    aid = (await store.insert_asset(asset_id=str(uuid.uuid4()), lesson_id=lesson, user_id=None,
+                                    start_task_id="t" * 32, github_path="videos/a.mp4")).id
     assert await store.mark_failed(aid, "sandbox failed")
     assert [a.status for a in await store.retry([aid])] == [Status.STARTING]
 
@@ -466,8 +568,8 @@ def test_local_claims_are_exclusive_across_processes(tmp_path: Path) -> None:
     async def seed() -> list[str]:
         store = LocalStore(tmp_path)
         try:
-            lesson = store.add_lesson("race").id
-            ids = [store.add_asset(lesson, conversation_id=uuid.uuid4().hex) for _ in range(100)]
+            ids = [store.add_asset(store.add_lesson(f"race {n}").id,
+                                   conversation_id=uuid.uuid4().hex) for n in range(100)]
             for aid in ids:
                 assert await store.mark_finished(aid)
             return ids
@@ -492,3 +594,29 @@ def test_local_claims_are_exclusive_across_processes(tmp_path: Path) -> None:
 
     held = asyncio.run(holders())
     assert held == {aid: f"worker-{n}" for n, got in enumerate(results) for aid in got}
+
+
+async def test_a_lesson_has_one_open_video_at_a_time(harness: StoreHarness,
+                                                     store: Store) -> None:
+    """The store refuses a second open video of a lesson (409), whoever inserts it; once the
+    first is failed or ready, a new one may start. `retry` brings back one failed video per
+    lesson, the newest, and none while another is open."""
+    lesson = harness.add_lesson("L").id
+
+    async def insert() -> str:
+        return (await store.insert_asset(asset_id=str(uuid.uuid4()), lesson_id=lesson,
+                                         user_id=None, conversation_id=uuid.uuid4().hex,
+                                         github_path=f"videos/{lesson}/v.mp4")).id
+
+    first = await insert()
+    with pytest.raises(RequestRejected) as refused:
+        await insert()
+    assert refused.value.status == 409
+    with pytest.raises(RequestRejected):
+        harness.add_asset(lesson, conversation_id="c" * 32)  # the app's insert too
+    assert await store.mark_failed(first, "boom")
+    harness.advance(1)
+    second = await insert()
+    assert await store.mark_failed(second, "boom again")
+    assert [a.id for a in await store.retry(None)] == [second]  # the newest only
+    assert await store.retry([first]) == []  # its lesson has an open video again

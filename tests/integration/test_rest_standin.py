@@ -41,11 +41,11 @@ def test_anon_can_neither_read_nor_claim(seed: Seed, supa: SupabaseStandIn, wire
     anon = wire(key=supa.anon_key)
     read = anon.get("/rest/v1/lesson_assets", params={"select": "id"})
     assert (read.status_code, read.json()) == (200, [])
-    claim = anon.post("/rest/v1/rpc/videopoll_claim",
-                      json={"asset_id": aid, "owner": "thief", "lease_s": 60})
+    claim = anon.post("/rest/v1/rpc/videopoll_apply", json={"changes": [
+        {"id": aid, "event": "claim", "owner": "thief", "lease_s": 60}]})
     assert claim.status_code == 401
     assert claim.json()["code"] == "42501"
-    assert "permission denied for function videopoll_claim" in claim.json()["message"]
+    assert "permission denied for function videopoll_apply" in claim.json()["message"]
     assert seed.row(aid)["status"] == "finished"
     state = anon.get("/rest/v1/videopoll_state")
     assert (state.status_code, state.json()["code"]) == (401, "42501")
@@ -64,8 +64,7 @@ def test_authenticated_user_sees_own_rows_only(seed: Seed, supa: SupabaseStandIn
 
 
 def test_select_arrows_aliases_filters_order_and_count(seed: Seed, wire: Any) -> None:
-    lesson = seed.lesson()
-    ids = [seed.asset(lesson, github_path=f"videos/{n}.mp4") for n in range(3)]
+    ids = [seed.asset(github_path=f"videos/{n}.mp4") for n in range(3)]
     seed.sql("update lesson_assets set conversation_id = null where id = %s", [ids[2]])
     got = wire(Prefer="count=exact").get("/rest/v1/lesson_assets", params=[
         ("select", "id,metadata->>github_path,state:status"), ("kind", "eq.video"),
@@ -111,7 +110,7 @@ def test_unfiltered_patch_and_delete_are_refused(seed: Seed, wire: Any) -> None:
 def test_singular_response_rolls_back(seed: Seed, wire: Any) -> None:
     """Accept: vnd.pgrst.object+json with two matched rows: 406 PGRST116, nothing written."""
     lesson = seed.lesson()
-    a, b = seed.asset(lesson), seed.asset(lesson)
+    a, b = seed.asset(lesson), seed.asset(lesson, kind="image")  # one open video a lesson
     client = wire(Accept="application/vnd.pgrst.object+json",
                   Prefer="return=representation")
     got = client.patch("/rest/v1/lesson_assets", params={"lesson_id": f"eq.{lesson}"},
@@ -145,7 +144,7 @@ def test_unknown_table_function_and_bad_query(wire: Any) -> None:
     table = wire().get("/rest/v1/nothing_here")
     assert (table.status_code, table.json()["code"]) == (404, "PGRST205")
     assert table.headers["Proxy-Status"] == "PostgREST; error=PGRST205"
-    fn = wire().post("/rest/v1/rpc/videopoll_claim", json={"wrong": 1})
+    fn = wire().post("/rest/v1/rpc/videopoll_apply", json={"wrong": 1})
     assert (fn.status_code, fn.json()["code"]) == (404, "PGRST202")
     parse = wire().get("/rest/v1/lessons", params={"id": "approx.3"})
     assert (parse.status_code, parse.json()["code"]) == (400, "PGRST100")
@@ -185,7 +184,7 @@ def test_embedding_follows_foreign_keys(seed: Seed, wire: Any) -> None:
     """One-to-one (the child's key is its primary key): an object or null; many-to-one: an
     object; one-to-many: an array; no foreign key: 400 PGRST200. Also after a write."""
     lesson = seed.lesson("Fractions")
-    kept, bare = seed.asset(lesson, status="transferring"), seed.asset(lesson)
+    kept, bare = seed.asset(lesson, status="transferring"), seed.asset(lesson, kind="image")
     seed.sql("insert into videopoll_assets (asset_id, claimed_by) values (%s, 'p:1')", [kept])
     got = wire().get("/rest/v1/lesson_assets", params=[
         ("select", "id,videopoll_assets(claimed_by,mismatches),owner:lessons(title)"),

@@ -106,7 +106,7 @@ async def test_client_errors_are_never_retried(seed: Seed, supa: SupabaseStandIn
 
 @pytest.mark.parametrize(("method", "path", "headers", "expected"), [
     ("GET", "/rest/v1/lesson_assets", {}, True),
-    ("POST", "/rest/v1/rpc/videopoll_claim", {}, True),
+    ("POST", "/rest/v1/rpc/videopoll_apply", {}, True),
     ("POST", "/rest/v1/rpc/some_app_function", {}, False),
     ("POST", "/rest/v1/lesson_assets", {}, False),
     ("POST", "/rest/v1/videopoll_state", {"Prefer": "resolution=merge-duplicates"}, True),

@@ -27,15 +27,14 @@ async def test_pending_is_the_original_query_plus_states(seed: Seed, store: Supa
                                                          ) -> None:
     """Pending rows: video, no storage_path, a pending state, a conversation or a start task;
     oldest first; github_path read from metadata."""
-    lesson = seed.lesson()
-    wanted = [seed.asset(lesson, status=s) for s in ("generating", "finished", "transferring")]
-    started = await store.insert_asset(asset_id=str(uuid.uuid4()), lesson_id=lesson,
+    wanted = [seed.asset(status=s) for s in ("generating", "finished", "transferring")]
+    started = await store.insert_asset(asset_id=str(uuid.uuid4()), lesson_id=seed.lesson(),
                                        user_id=None, start_task_id="t1",
                                        github_path="videos/x.mp4")
-    seed.asset(lesson, status="failed")
-    seed.asset(lesson, storage_path="videos/done.mp4", status="ready")
-    seed.asset(lesson, conversation_id=None)  # neither a conversation nor a start task
-    seed.asset(lesson, kind="image")
+    seed.asset(status="failed")
+    seed.asset(storage_path="videos/done.mp4", status="ready")
+    seed.asset(conversation_id=None)  # neither a conversation nor a start task
+    seed.asset(kind="image")
     got = await store.pending()
     assert [a.id for a in got] == [*wanted, started.id]
     assert got[0].github_path and got[0].github_path.startswith("videos/")
@@ -55,9 +54,10 @@ async def test_reads(seed: Seed, store: SupabaseStore) -> None:
     assert await store.lesson(str(uuid.uuid4())) is None
     assert (await store.get(aid)).conversation_id == cid  # type: ignore[union-attr]
     assert await store.get("nope") is None
-    dashed = seed.asset(lesson, conversation_id=str(uuid.UUID(hex=cid)))
+    dashed = seed.asset(conversation_id=str(uuid.UUID(hex=cid)))  # another lesson's row
     assert {a.id for a in await store.by_conversation(cid)} == {aid, dashed}
     assert (await store.open_video(lesson)).id == aid  # type: ignore[union-attr]
+    assert await store.mark_failed(aid, "make room: one open video per lesson")
     made = await store.insert_asset(asset_id=str(uuid.uuid4()), lesson_id=lesson,
                                     user_id=user, start_task_id="task-1",
                                     github_path=f"videos/{lesson}/v.mp4")
@@ -79,7 +79,7 @@ async def test_guarded_transitions_refuse_wrong_states_and_owners(seed: Seed,
     assert not await store.claim(starting, A, 60)  # generating is not claimable
     assert await store.mark_finished(starting)
     assert (await store.get(starting)).finished_at is not None  # type: ignore[union-attr]
-    assert not await store.mark_finished(starting)
+    assert await store.mark_finished(starting)  # a repeated call says what it did
     assert await store.mark_generating(starting)
     assert (await store.get(starting)).finished_at is None  # type: ignore[union-attr]
     assert not await store.mark_generating(starting)
@@ -100,8 +100,9 @@ async def test_guarded_transitions_refuse_wrong_states_and_owners(seed: Seed,
     assert (done.status, done.storage_path, done.claimed_by) == (Status.READY, "videos/x.mp4",
                                                                  None)
     assert not await store.mark_failed(starting, "too late")
-    assert not await store.mark_ready(starting, B, "videos/x.mp4")
-    held = seed.asset(lesson, status="finished")
+    assert await store.mark_ready(starting, B, "videos/x.mp4")  # repeated: it is done
+    assert not await store.mark_ready(starting, B, "videos/other.mp4")
+    held = seed.asset(status="finished")
     assert await store.claim(held, A, 60)
     assert not await store.mark_failed(held, "boom")  # transferring: only its holder
     assert await store.mark_failed(held, "boom", A)

@@ -52,7 +52,7 @@ def hostile_urls(supa: SupabaseStandIn, recorder: Recorder) -> list[str]:
         f"{recorder.url}/storage/v1/upload/resumable/abc",  # another host
         f"{host}:{int(port) + 1}/storage/v1/upload/resumable/abc",  # another port
         endpoint.replace("http://", "https://") + "/abc",  # another scheme
-        f"{supa.url}/rest/v1/rpc/videopoll_claim",  # our origin, not an upload
+        f"{supa.url}/rest/v1/rpc/videopoll_apply",  # our origin, not an upload
         f"{endpoint}/../../../rest/v1/lesson_assets",  # climbing out
         f"http://user:pass@{supa.url.split('://')[1]}/storage/v1/upload/resumable/abc",
         "not a url at all",

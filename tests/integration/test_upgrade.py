@@ -53,10 +53,10 @@ def old_db(pg_admin: str) -> Iterator[str]:
 
 def seed_old_state(dsn: str) -> dict[str, str]:
     """Rows as pollers of the previous version left them, bookkeeping on lesson_assets."""
-    lesson = query(dsn, "insert into lessons (title) values ('L') returning id")[0][0]
     ids = {name: str(uuid.uuid4()) for name in
            ("held", "crashed", "retried", "mismatched", "plain", "done")}
-    for aid in ids.values():
+    for aid in ids.values():  # a lesson each: a lesson has one open video at a time
+        lesson = query(dsn, "insert into lessons (title) values ('L') returning id")[0][0]
         query(dsn, "insert into lesson_assets (id, lesson_id, kind, conversation_id, metadata) "
                    "values (%s, %s, 'video', %s, jsonb_build_object('github_path', %s::text))",
               [aid, lesson, uuid.uuid4().hex, f"videos/{lesson}/{aid}.mp4"])

@@ -134,3 +134,25 @@ async def test_a_state_that_could_not_be_read_defers_only_that_row(world: World)
     assert got[unread.id] == (Status.GENERATING, Action.DEFERRED)
     assert got[done.id] == (Status.FAILED, Action.FAILED)
     assert summary.errors[0].detail == "openhands: events HTTP 500"
+
+
+@pytest.mark.parametrize("why", ["agent failed", "file never came", "too large"])
+async def test_a_killed_pollers_transfer_is_settled_once_its_lease_runs_out(
+        world: World, why: str) -> None:
+    """A poller killed mid-transfer left the row transferring under its claim. While the
+    lease is live nobody touches it; once it has run out, the next pass settles the row by
+    what the world says now, whoever runs it — and `watch --until-done` can end."""
+    if why == "agent failed":
+        row = world.video(Status.FAILED)
+    elif why == "file never came":
+        row = world.video(Status.FINISHED)
+    else:
+        row = world.video(Status.FINISHED, file=b"\0" * 20_000_000)
+    world.store.rows[row.id].status = Status.FINISHED
+    world.store.rows[row.id].finished_at = world.clock.now()
+    assert await world.store.claim(row.id, "killed:1", 300)
+    held = await world.poll()
+    assert held.items[0].action is Action.SKIPPED
+    world.clock.advance(3600)
+    await world.poll()
+    assert world.row(row.id).status is Status.FAILED

@@ -106,10 +106,10 @@ async def test_unknown_conversation_waits_five_minutes_then_fails(world: World) 
 
 
 async def test_malformed_ids_and_unsafe_paths_fail_without_requests(world: World) -> None:
-    lesson = world.store.add_lesson("x")
+    lesson, other = world.store.add_lesson("x"), world.store.add_lesson("y")
     bad_id = world.store.add_asset(lesson.id, conversation_id="not-a-conversation",
                                    github_path=f"videos/{lesson.id}/a.mp4")
-    bad_path = world.store.add_asset(lesson.id, conversation_id="a" * 32,
+    bad_path = world.store.add_asset(other.id, conversation_id="a" * 32,
                                      github_path="videos/../../etc/passwd.mp4")
     good = world.video(Status.GENERATING)
     summary = await world.poll()
@@ -121,13 +121,13 @@ async def test_malformed_ids_and_unsafe_paths_fail_without_requests(world: World
 
 
 async def test_start_tasks_resolve_fail_or_wait(world: World) -> None:
-    lesson = world.store.add_lesson("t")
+    lessons = [world.store.add_lesson(f"t{i}") for i in range(3)]
     tasks = [await world.agent.start(prompt="p", repository="o/r", branch="main", title="t")
              for _ in range(3)]
     ids = [(await world.store.insert_asset(
         asset_id=f"00000000-0000-4000-8000-00000000000{i}", lesson_id=lesson.id, user_id=None,
         start_task_id=t.id, github_path=f"videos/{lesson.id}/{i}.mp4")).id
-        for i, t in enumerate(tasks)]
+        for i, (t, lesson) in enumerate(zip(tasks, lessons, strict=True))]
     cid = world.agent.ready(tasks[0].id)
     world.agent.fail_start(tasks[1].id, "no sandbox capacity")
     summary = await world.poll()

@@ -139,6 +139,9 @@ def _table(app: SupabaseStandIn, request: Request, claims: dict[str, Any]) -> Re
     method = request.method
     if method in ("GET", "HEAD"):
         limit, offset = number(request.query, "limit"), number(request.query, "offset")
+        # db-max-rows, as hosted Supabase sets it: never more rows, whatever was asked for.
+        if app.max_rows is not None:
+            limit = app.max_rows if limit is None else min(limit, app.max_rows)
         order = order_by(request.arg("order"))
         source = sql.SQL("select {} from {} as _m{}{}{}{}").format(
             proj, ident, cond,

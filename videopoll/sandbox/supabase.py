@@ -168,9 +168,10 @@ class SupabaseStandIn(StandIn):
                  port: int = 0, jwt_secret: str | None = None,
                  file_size_limit: int = 50 * 1024 * 1024 * 1024, tus_expiry_s: float = 86400.0,
                  chunk_size: int = CHUNK, pool_size: int = 16, latency: float = 0.0,
-                 bandwidth: float | None = None) -> None:
+                 bandwidth: float | None = None, max_rows: int | None = 1000) -> None:
         super().__init__(host, port, latency=latency, bandwidth=bandwidth)
         self.dsn = dsn
+        self.max_rows = max_rows  # PostgREST's db-max-rows: 1,000 on hosted Supabase
         self.storage_dir = Path(storage_dir)
         self.jwt_secret = jwt_secret or secrets.token_hex(32)
         self.file_size_limit = file_size_limit  # the project-wide limit (plan limit)

@@ -18,15 +18,17 @@ import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError, ContentMismatch, RequestRejected
-from ..model import Lesson, VideoAsset
+from ..model import Change, Event, Guard, Lesson, VideoAsset, effects, transition
+from ..transitions import Transitions
 from .localdb import (
     ASSET_COLUMNS,
     ASSETS_FROM,
+    BOOKKEEPING_COLUMNS,
     PENDING_SQL,
     RETRY_BOOKKEEPING,
     RETRY_SQL,
@@ -44,10 +46,10 @@ from .localdb import (
     ts,
 )
 
-_LIVE = "status = 'transferring' and claimed_by = :owner and claimed_until > :now"
+T = TypeVar("T")
 
 
-class LocalStore:
+class LocalStore(Transitions):
     """`Store` over a SQLite file (WAL) and a folder; `clock` is its "server clock".
 
     One connection, used from the event loop's thread: each method runs its statement to the
@@ -74,18 +76,18 @@ class LocalStore:
         with translated():
             return self._db.execute(sql, params).fetchall()
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], list[sqlite3.Row]], *,
-                     commit: bool = True) -> list[sqlite3.Row]:
+    def _transaction(self, work: Callable[[sqlite3.Connection], T], *,
+                     commit: bool = True) -> T:
         """`work` inside one write transaction; `commit=False` shows, then undoes."""
         with translated():
             self._db.execute("begin immediate")
             try:
-                rows = work(self._db)
+                done = work(self._db)
             except BaseException:
                 self._db.execute("rollback")
                 raise
             self._db.execute("commit" if commit else "rollback")
-        return rows
+        return done
 
     def _write(self, sql: str, params: Mapping[str, Any] | Sequence[Any] = (),
                *, commit: bool = True) -> list[sqlite3.Row]:
@@ -157,52 +159,37 @@ class LocalStore:
 
     # -- transitions ---------------------------------------------------------------------
 
-    async def resolve_start(self, asset_id: str, conversation_id: str) -> bool:
-        return bool(self._update(asset_id, "status = 'generating', conversation_id = :c",
-                                 "status = 'starting'", c=conversation_id))
-
-    async def mark_finished(self, asset_id: str) -> bool:
-        return bool(self._update(asset_id, "status = 'finished', finished_at = :now",
-                                 "status = 'generating'"))
-
-    async def mark_generating(self, asset_id: str) -> bool:
-        return bool(self._update(asset_id, "status = 'generating', finished_at = null",
-                                 "status = 'finished'"))
-
-    async def claim(self, asset_id: str, owner: str, lease_s: float) -> bool:
+    async def apply(self, changes: Sequence[Change]) -> list[bool]:
+        """TRANSITIONS in one write transaction: `BEGIN IMMEDIATE` holds SQLite's one write
+        lock, so each change's read of the row and its write are one compare-and-set."""
         now = self._clock()
-        return bool(self._update(
-            asset_id, "status = 'transferring'",
-            "status = 'finished' or (status = 'transferring' "
-            "and (claimed_until is null or claimed_until <= :now))",
-            book="claimed_by = :owner, claimed_until = :until", create=True,
-            now=now, owner=owner, until=ts(now + timedelta(seconds=lease_s))))
+        stamp = ts(now)
 
-    async def renew(self, asset_id: str, owner: str, lease_s: float) -> bool:
-        # Bookkeeping only: the app's row (and its updated_at) does not change.
-        now = self._clock()
-        return bool(self._update(asset_id, None, _LIVE, book="claimed_until = :until",
-                                 now=now, owner=owner,
-                                 until=ts(now + timedelta(seconds=lease_s))))
+        return self._transaction(
+            lambda db: [self._apply(db, change, now, stamp) for change in changes])
 
-    async def release(self, asset_id: str, owner: str) -> bool:
-        # The holder may hand back even an expired lease: nobody else has taken it meanwhile.
-        return bool(self._update(
-            asset_id, "status = 'finished'", "status = 'transferring' and claimed_by = :owner",
-            book="claimed_by = null, claimed_until = null", owner=owner))
-
-    async def mark_ready(self, asset_id: str, owner: str, storage_path: str) -> bool:
-        return bool(self._update(
-            asset_id, "status = 'ready', storage_path = :path, error = null", _LIVE,
-            book="claimed_by = null, claimed_until = null", owner=owner, path=storage_path))
-
-    async def mark_failed(self, asset_id: str, reason: str, owner: str | None = None) -> bool:
-        # With owner None, `claimed_by = null` is never true: transferring rows stay put.
-        return bool(self._update(
-            asset_id, "status = 'failed', error = :reason",
-            "status in ('starting', 'generating', 'finished') "
-            "or (status = 'transferring' and claimed_by = :owner)",
-            book="claimed_by = null, claimed_until = null", reason=reason, owner=owner))
+    def _apply(self, db: sqlite3.Connection, change: Change, now: datetime, stamp: str
+               ) -> bool:
+        found = db.execute(f"select {ASSET_COLUMNS} from {ASSETS_FROM} where a.id = :id "
+                           "and a.kind = 'video'", {"id": change.asset_id}).fetchall()
+        step = transition(change, to_asset(found[0]), now) if found else None
+        if step is None:
+            return False
+        if step.guard is Guard.SAME:
+            return True
+        writes = {k: ts(v) if isinstance(v, datetime) else v
+                  for k, v in effects(change, now).items()}
+        row = {k: v for k, v in writes.items() if k not in BOOKKEEPING_COLUMNS}
+        book = {k: v for k, v in writes.items() if k in BOOKKEEPING_COLUMNS}
+        values = {**writes, "id": change.asset_id, "now": stamp, "status": str(step.target)}
+        if change.event is not Event.RENEW:  # a renewal is bookkeeping only
+            sets = "".join(f", {k} = :{k}" for k in row)
+            db.execute(f"update lesson_assets set status = :status{sets}, updated_at = :now "
+                       "where id = :id", values)
+        if book:
+            self._keep(db, ", ".join(f"{k} = :{k}" for k in book), values,
+                       create=change.event is Event.CLAIM)
+        return True
 
     async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
         rows = self._update(asset_id, "error = :error, attempts = attempts + 1", "1",
@@ -218,8 +205,13 @@ class LocalStore:
         params = {"now": ts(self._clock()), "ids": json.dumps(list(asset_ids or []))}
 
         def work(db: sqlite3.Connection) -> list[sqlite3.Row]:
-            moved = [row["id"] for row in
-                     db.execute(f"{RETRY_SQL} {chosen} returning id", params).fetchall()]
+            # Newest first, one row at a time: RETRY_SQL leaves a failed row alone once its
+            # lesson has an open video, an earlier one of this retry included.
+            failed = db.execute("select id from lesson_assets where kind = 'video' and "
+                                f"status = 'failed' {chosen} order by created_at desc, id desc",
+                                params).fetchall()
+            moved = [row["id"] for candidate in failed for row in db.execute(
+                f"{RETRY_SQL} and id = :id returning id", {**params, "id": candidate["id"]})]
             for aid in moved:
                 self._keep(db, RETRY_BOOKKEEPING, {**params, "id": aid}, create=True)
             return db.execute(f"select {ASSET_COLUMNS} from {ASSETS_FROM} where a.id in "
@@ -231,16 +223,17 @@ class LocalStore:
         return sorted((to_asset(row) for row in rows), key=lambda a: (a.created_at, a.id))
 
     async def insert_asset(self, *, asset_id: str, lesson_id: str, user_id: str | None,
-                           start_task_id: str, github_path: str) -> VideoAsset:
+                           github_path: str, conversation_id: str | None = None,
+                           start_task_id: str | None = None) -> VideoAsset:
         values = {"id": asset_id, "lesson": lesson_id, "user": user_id, "path": github_path,
-                  "task": start_task_id, "now": ts(self._clock())}
+                  "task": start_task_id, "cid": conversation_id, "now": ts(self._clock())}
 
         def work(db: sqlite3.Connection) -> list[sqlite3.Row]:
             db.execute(
                 "insert into lesson_assets (id, lesson_id, user_id, kind, mime_type, metadata, "
-                "status, start_task_id, created_at, updated_at) values (:id, :lesson, :user, "
-                "'video', 'video/mp4', json_object('github_path', :path), 'starting', :task, "
-                ":now, :now)", values)
+                "status, conversation_id, start_task_id, created_at, updated_at) values (:id, "
+                ":lesson, :user, 'video', 'video/mp4', json_object('github_path', :path), "
+                "'starting', :cid, :task, :now, :now)", values)
             return db.execute(f"select {ASSET_COLUMNS} from {ASSETS_FROM} where a.id = :id",
                               values).fetchall()
 

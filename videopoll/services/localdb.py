@@ -15,6 +15,7 @@ import errno
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -89,13 +90,16 @@ ASSET_COLUMNS = (
 
 # `retry`'s change to lesson_assets, minus its row filter. SET expressions read the old row,
 # so the `error` archived into metadata.error_history is the one being cleared.
-RETRY_SQL = """update lesson_assets set
+# (A lesson that has another open video keeps its failed one: one open video per lesson.)
+RETRY_SQL = f"""update lesson_assets set
     status = case when conversation_id is null and start_task_id is not null
                   then 'starting' else 'generating' end,
     metadata = json_insert(json_insert(metadata, '$.error_history', json('[]')),
                            '$.error_history[#]', json_object('at', :now, 'error', error)),
     error = null, finished_at = null, updated_at = :now
-    where kind = 'video' and status = 'failed'"""
+    where kind = 'video' and status = 'failed'
+      and not exists (select 1 from lesson_assets o where o.lesson_id = lesson_assets.lesson_id
+                        and o.kind = 'video' and o.status in ({PENDING_SQL}))"""
 # ... and to its bookkeeping.
 RETRY_BOOKKEEPING = ("mismatches = 0, claimed_by = null, claimed_until = null, "
                      "retried_at = :now")
@@ -152,10 +156,26 @@ def translated() -> Iterator[None]:
     """
     try:
         yield
-    except sqlite3.IntegrityError as exc:
-        raise RequestRejected(f"local store refused the write: {exc}", service="store") from exc
+    except sqlite3.IntegrityError as exc:  # PostgREST answers 409 for a key, as here
+        raise RequestRejected(f"local store refused the write: {exc}", service="store",
+                              status=409) from exc
     except sqlite3.Error as exc:
         raise ServerError(f"local store failed: {exc}", service="store") from exc
+
+
+def _wal(db: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """Switch to WAL. The switch needs the file to itself, and SQLite answers "locked" at
+    once, without its busy handler, while another process is opening it too (two pollers
+    starting together): wait for our turn like the busy timeout would."""
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            db.execute("pragma journal_mode = wal")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
@@ -170,7 +190,7 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
                              check_same_thread=False)
         try:
             db.row_factory = sqlite3.Row
-            db.execute("pragma journal_mode = wal")
+            _wal(db, busy_timeout_s)
             db.execute("pragma foreign_keys = on")
             # One write transaction: racing first opens create the tables (and upgrade an old
             # file) once; the second finds the work done. (executescript would commit an
@@ -178,6 +198,7 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
             db.executescript("begin immediate;" + SCHEMA)
             try:
                 upgrade(db)
+                one_open_video(db)
             except BaseException:
                 db.execute("rollback")
                 raise
@@ -186,6 +207,21 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
             db.close()
             raise
     return db
+
+
+ONE_OPEN_VIDEO = "lesson_assets_one_open_video"
+
+
+def one_open_video(db: sqlite3.Connection) -> bool:
+    """One open video per lesson, enforced by a unique index (as in the Supabase migration),
+    so two `generate` runs racing for one lesson cannot both insert. A file that already
+    holds two open videos of one lesson keeps working without it (doctor says so)."""
+    try:
+        db.execute(f"create unique index if not exists {ONE_OPEN_VIDEO} on lesson_assets "
+                   f"(lesson_id) where kind = 'video' and status in ({PENDING_SQL})")
+    except sqlite3.IntegrityError:
+        return False
+    return True
 
 
 def upgrade(db: sqlite3.Connection) -> int:
@@ -231,6 +267,9 @@ def check_schema(db: sqlite3.Connection) -> tuple[str, bool, str]:
                     else {"videopoll_assets"})
         if not has_state.fetchall():
             missing.add("videopoll_state")
+        if not db.execute("select 1 from sqlite_master where name = ?",
+                          (ONE_OPEN_VIDEO,)).fetchall():
+            missing.add(f"{ONE_OPEN_VIDEO} (a lesson has two open videos: fail one)")
     detail = "tables present" if not missing else f"missing: {', '.join(sorted(missing))}"
     return ("local schema", not missing, detail)
 

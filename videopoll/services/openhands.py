@@ -10,7 +10,9 @@ the batch's generic reason.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -219,13 +221,16 @@ class OpenHandsAgent:
         return found, str(following) if following else None
 
     async def start(self, *, prompt: str, repository: str, branch: str, title: str,
-                    secrets: Mapping[str, str] | None = None) -> StartTask:
+                    secrets: Mapping[str, str] | None = None,
+                    conversation_id: str | None = None) -> StartTask:
         payload: dict[str, Any] = {
             "initial_message": {"content": [{"type": "text", "text": prompt}]},
             "selected_repository": repository,
             "selected_branch": branch,
             "title": title,
         }
+        if conversation_id is not None:  # ours: a start that may have arrived can be asked for
+            payload["conversation_id"] = str(uuid.UUID(conversation_id))
         if secrets:
             payload["secrets"] = dict(secrets)
         request = self.client.build_request("POST", "/api/v1/app-conversations", json=payload)
@@ -249,6 +254,28 @@ class OpenHandsAgent:
         items = [item for answer in answers for item in answer]
         return {i: map_task(item) if isinstance(item, dict) else None
                 for i, item in zip(ids, items, strict=True)}
+
+    async def find_start(self, conversation_id: str, since: datetime) -> StartTask | None:
+        """The start task of a start that asked for `conversation_id`, if one arrived: the
+        task echoes its request, so recent tasks are searched (newest first) for it."""
+        params: dict[str, Any] = {"created_at__gte": since.astimezone(UTC).isoformat(),
+                                  "sort_order": "CREATED_AT_DESC", "limit": EVENT_PAGE}
+        for _ in range(EVENT_PAGES):
+            body = await self._get("/api/v1/app-conversations/start-tasks/search", params,
+                                   what="start tasks")
+            items = body.get("items") if isinstance(body, dict) else None
+            for item in items if isinstance(items, list) else []:
+                request = item.get("request") if isinstance(item, dict) else None
+                asked = request.get("conversation_id") if isinstance(request, dict) else None
+                made = item.get("app_conversation_id") if isinstance(item, dict) else None
+                if conversation_id in (normalise_id(str(asked or "")),
+                                       normalise_id(str(made or ""))):
+                    return map_task(item)
+            page = body.get("next_page_id") if isinstance(body, dict) else None
+            if not page:
+                return None
+            params["page_id"] = page
+        return None
 
     async def check(self) -> list[tuple[str, bool, str]]:
         """doctor: the API answers a batch query with our key."""

@@ -23,7 +23,8 @@ from storage3.exceptions import StorageApiError
 from supabase import AsyncClient, AsyncClientOptions, SupabaseException, acreate_client
 
 from ..errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
-from ..model import Lesson, Status, VideoAsset
+from ..model import Change, Lesson, Status, VideoAsset
+from ..transitions import Transitions
 from . import tus
 from .localdb import disk
 from .retry import idempotent
@@ -59,7 +60,10 @@ def repeatable(request: httpx.Request) -> bool:
         upsert and ("/storage/v1/object/" in path or "/rest/v1/videopoll_state" in path)))
 
 
-class SupabaseStore:
+PAGE = 1000  # hosted Supabase's default max_rows: no request answers more
+
+
+class SupabaseStore(Transitions):
     """`videopoll.ports.Store` over a Supabase project; build it with `connect()`."""
 
     def __init__(self, client: AsyncClient, http: httpx.AsyncClient, *, url: str, key: str,
@@ -122,12 +126,26 @@ class SupabaseStore:
 
     # -- rows ---------------------------------------------------------------------------------
     async def pending(self, limit: int | None = None) -> list[VideoAsset]:
-        query = (self._assets().is_("storage_path", "null").in_("status", PENDING)
-                 .or_("conversation_id.not.is.null,start_task_id.not.is.null")
-                 .order("created_at"))
-        if limit is not None:
-            query = query.limit(limit)
-        return [asset_row(r) for r in await self._rows("pending rows", query)]
+        """Oldest first, page by page: hosted Supabase answers at most `max_rows` (1,000) rows
+        a request however many are asked for, so each page starts after the last row of the
+        one before (created_at, then id: a key, so no row is skipped or seen twice)."""
+        found: list[VideoAsset] = []
+        after: VideoAsset | None = None
+        while limit is None or len(found) < limit:
+            want = PAGE if limit is None else min(PAGE, limit - len(found))
+            query = (self._assets().is_("storage_path", "null").in_("status", PENDING)
+                     .or_("conversation_id.not.is.null,start_task_id.not.is.null")
+                     .order("created_at").order("id").limit(want))
+            if after is not None:
+                stamp = after.created_at.isoformat()
+                query = query.or_(f'created_at.gt."{stamp}",and(created_at.eq."{stamp}",'
+                                  f"id.gt.{after.id})")
+            page = [asset_row(r) for r in await self._rows("pending rows", query)]
+            found += page
+            if len(page) < want or not page:
+                break
+            after = page[-1]
+        return found
 
     async def get(self, asset_id: str) -> VideoAsset | None:
         if not valid_uuid(asset_id):
@@ -143,34 +161,17 @@ class SupabaseStore:
         query = self._assets().in_("conversation_id", sorted(forms)).order("created_at")
         return [asset_row(r) for r in await self._rows("rows by conversation", query)]
 
-    async def resolve_start(self, asset_id: str, conversation_id: str) -> bool:
-        return await self._flag("videopoll_resolve_start", asset_id=asset_id,
-                                conversation_id=conversation_id)
-
-    async def mark_finished(self, asset_id: str) -> bool:
-        return await self._flag("videopoll_mark_finished", asset_id=asset_id)
-
-    async def mark_generating(self, asset_id: str) -> bool:
-        return await self._flag("videopoll_mark_generating", asset_id=asset_id)
-
-    async def claim(self, asset_id: str, owner: str, lease_s: float) -> bool:
-        return await self._flag("videopoll_claim", asset_id=asset_id, owner=owner,
-                                lease_s=lease_s)
-
-    async def renew(self, asset_id: str, owner: str, lease_s: float) -> bool:
-        return await self._flag("videopoll_renew", asset_id=asset_id, owner=owner,
-                                lease_s=lease_s)
-
-    async def release(self, asset_id: str, owner: str) -> bool:
-        return await self._flag("videopoll_release", asset_id=asset_id, owner=owner)
-
-    async def mark_ready(self, asset_id: str, owner: str, storage_path: str) -> bool:
-        return await self._flag("videopoll_mark_ready", asset_id=asset_id, owner=owner,
-                                storage_path=storage_path)
-
-    async def mark_failed(self, asset_id: str, reason: str, owner: str | None = None) -> bool:
-        return await self._flag("videopoll_mark_failed", asset_id=asset_id, reason=reason,
-                                owner=owner)
+    async def apply(self, changes: Sequence[Change]) -> list[bool]:
+        """Every change in one RPC, one transaction (`videopoll_apply`)."""
+        if not changes:
+            return []
+        data = await self._rpc("videopoll_apply", changes=[c.to_json() for c in changes])
+        if not (isinstance(data, list) and len(data) == len(changes)
+                and all(isinstance(d, bool) for d in data)):
+            # An HTML page from a proxy, say: never read as "applied".
+            raise ProtocolError("store: videopoll_apply: expected one true or false per change",
+                                service="store")
+        return data
 
     async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
         count = await self._rpc("videopoll_record_error", asset_id=asset_id, error=error,
@@ -207,10 +208,12 @@ class SupabaseStore:
         return asset_row(rows[0]) if rows else None
 
     async def insert_asset(self, *, asset_id: str, lesson_id: str, user_id: str | None,
-                           start_task_id: str, github_path: str) -> VideoAsset:
+                           github_path: str, conversation_id: str | None = None,
+                           start_task_id: str | None = None) -> VideoAsset:
         row = {"id": asset_id, "lesson_id": lesson_id, "user_id": user_id, "kind": "video",
                "mime_type": "video/mp4", "status": str(Status.STARTING),
-               "start_task_id": start_task_id, "metadata": {"github_path": github_path}}
+               "conversation_id": conversation_id, "start_task_id": start_task_id,
+               "metadata": {"github_path": github_path}}
         rows = await self._rows("insert row", self._sb.table("lesson_assets").insert(row))
         if len(rows) != 1:
             raise ProtocolError("store: insert returned no row", service="store")

@@ -69,6 +69,8 @@ def rest_error(exc: APIError, what: str) -> VideopollError:
         return ServerError(f"{text} (from the API gateway)", service=SERVICE)
     if code.startswith(_TRANSIENT_PREFIXES) or (code.isdigit() and int(code) >= 500):
         return ServerError(text, service=SERVICE, status=int(code) if code.isdigit() else 503)
+    if code == "23505":  # a unique key: the row (or an open video of the lesson) exists
+        return RequestRejected(text, service=SERVICE, status=409)
     return RequestRejected(text, service=SERVICE, status=int(code) if code.isdigit() else 400)
 
 
@@ -107,10 +109,8 @@ EXPECTED_BOOKKEEPING = frozenset({  # videopoll_assets
 # What an earlier migration kept in lesson_assets; still there means not upgraded.
 MOVED_COLUMNS = EXPECTED_BOOKKEEPING - {"asset_id", "updated_at"}
 EXPECTED_FUNCTIONS = frozenset({
-    "videopoll_claim", "videopoll_renew", "videopoll_release", "videopoll_mark_ready",
-    "videopoll_mark_failed", "videopoll_mark_finished", "videopoll_mark_generating",
-    "videopoll_resolve_start", "videopoll_record_error", "videopoll_retry",
-    "videopoll_save_upload", "videopoll_schema_check"})
+    "videopoll_apply", "videopoll_transitions", "videopoll_now", "videopoll_record_error",
+    "videopoll_retry", "videopoll_save_upload", "videopoll_schema_check"})
 
 
 _KEY = re.compile(r"[A-Za-z0-9_/!.*'() &$=@;:+,?-]+\Z")  # Storage's VALID_OBJECT_KEY
@@ -215,6 +215,8 @@ def _migration_state(report: dict[str, Any]) -> tuple[bool, str]:
                         ("replica_identity_full", "replica identity full"),
                         ("rls", "row-level security on lesson_assets"),
                         ("state_table", "table videopoll_state"),
+                        ("one_open_video", "the one-open-video-per-lesson index (a lesson has "
+                         "two open videos: fail or finish one, then migrate again)"),
                         ("bookkeeping_private", f"{BOOKKEEPING} private to service_role "
                          "(row-level security on, no policy or grant for anon/authenticated)")):
         if not report.get(flag):

@@ -56,11 +56,36 @@ create index if not exists lesson_assets_videopoll_pending
   where kind = 'video' and storage_path is null
     and status in ('starting', 'generating', 'finished', 'transferring');
 
+-- One open video per lesson, enforced here so that two `videopoll generate` runs racing for one
+-- lesson cannot both insert (the loser is told the winner's row). A database that already holds
+-- two open videos of one lesson keeps working without it; `videopoll doctor` names them.
+do $$
+begin
+  if to_regclass('public.lesson_assets_one_open_video') is not null then
+    return;
+  end if;
+  if exists (select 1 from public.lesson_assets
+              where kind = 'video' and status in ('starting', 'generating', 'finished',
+                                                  'transferring')
+              group by lesson_id having count(*) > 1) then
+    raise warning 'videopoll: some lessons have more than one open video, so the index that '
+                  'allows one per lesson was not created; `videopoll doctor` lists them';
+    return;
+  end if;
+  create unique index lesson_assets_one_open_video on public.lesson_assets (lesson_id)
+   where kind = 'video' and status in ('starting', 'generating', 'finished', 'transferring');
+end $$;
+
 -- 2. updated_at, maintained for every UPDATE (the app's own writes included) -------------------
+-- The clock of every lease and timestamp: this server's, one value per transaction. (A test
+-- database may replace this function to move time; nothing else reads the clock.)
+create or replace function public.videopoll_now() returns timestamptz
+language sql stable security invoker set search_path = public, pg_temp as $$ select now() $$;
+
 create or replace function public.videopoll_touch() returns trigger
 language plpgsql security invoker set search_path = public, pg_temp as $$
 begin
-  new.updated_at := now();
+  new.updated_at := videopoll_now();
   return new;
 end $$;
 
@@ -165,164 +190,111 @@ create or replace trigger videopoll_touch before update on public.videopoll_stat
   for each row execute function public.videopoll_touch();
 
 -- 6. Transitions ---------------------------------------------------------------------------------
--- Those that change lesson_assets alone are one guarded UPDATE: two racing calls serialise on
--- the row lock, and the loser re-checks the WHERE against the winner's row (READ COMMITTED).
+-- The state machine: which event may move a row from which status, under which guard, to which
+-- status. Rendered by `videopoll schema` from videopoll.model.TRANSITIONS, the one place it is
+-- written; every store applies the same table.
+create or replace function public.videopoll_transitions()
+returns table (event text, source text, guard text, target text)
+language sql immutable security invoker set search_path = public, pg_temp as $$
+  values {{TRANSITIONS}}
+$$;
+
+-- Every change of a row's state is one element of `changes`
+-- ([{"id", "event", "owner", "lease_s", "value"}, ...]), applied when videopoll_transitions()
+-- allows it, all of them in this one call (one transaction). Returns whether each was applied,
+-- in the order given. Guards: holder = the caller holds the claim; live = and its lease has not
+-- run out; expired = no live lease (a killed poller's claim ran out: anyone may move the row
+-- on); same = the row already is what the event would make it (a repeated call).
 --
--- Those that read or write videopoll_assets first lock the asset's lesson_assets row (FOR NO
--- KEY UPDATE, the lock an UPDATE of it takes) and only then read the bookkeeping, in a later
--- statement: every writer of an asset's bookkeeping (these functions) holds that lock, and
--- every write of the row itself takes it, so under READ COMMITTED
--- the later statement's fresh snapshot sees the last holder's committed writes and nothing
--- can change before this transaction ends. The guard is then checked and both tables written
--- inside that one lock. (A single statement joining both tables would not do: on a lock
--- conflict PostgreSQL re-checks the locked row only and keeps the joined bookkeeping row it
--- read before waiting.) Locks are always taken lesson_assets first, so they cannot deadlock.
-
-create or replace function public.videopoll_claim(asset_id uuid, owner text, lease_s double precision)
-returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
+-- Each row's lesson_assets row is locked first (FOR NO KEY UPDATE, the lock an UPDATE of it
+-- takes) and only then is its bookkeeping read, in a later statement: every writer of an
+-- asset's bookkeeping holds that lock, so under READ COMMITTED that read sees the last holder's
+-- committed writes and nothing can change before this transaction ends. (One statement
+-- joining both tables would not do: on a lock conflict PostgreSQL re-checks the locked row only
+-- and keeps the joined bookkeeping row it read before waiting.) Rows are locked in id order,
+-- whatever order the changes come in, so two batches over the same rows cannot deadlock.
+create or replace function public.videopoll_apply(changes jsonb)
+returns jsonb language plpgsql volatile security invoker set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
-  row_status text;
-  held_until timestamptz;
-begin
-  select a.status into row_status from public.lesson_assets a
-   where a.id = videopoll_claim.asset_id and a.kind = 'video' for no key update;
-  select v.claimed_until into held_until from public.videopoll_assets v
-   where v.asset_id = videopoll_claim.asset_id;
-  -- finished, or transferring under a lease that ran out (a crashed poller's).
-  if not coalesce(row_status = 'finished' or (row_status = 'transferring' and held_until < now()), false)
-  then
-    return false;
-  end if;
-  update public.lesson_assets a set status = 'transferring'
-   where a.id = videopoll_claim.asset_id;
-  insert into public.videopoll_assets as v (asset_id, claimed_by, claimed_until)
-  values (videopoll_claim.asset_id, videopoll_claim.owner,
-          now() + make_interval(secs => videopoll_claim.lease_s))
-  on conflict on constraint videopoll_assets_pkey
-  do update set claimed_by = excluded.claimed_by, claimed_until = excluded.claimed_until;
-  return true;
-end $$;
-
-create or replace function public.videopoll_renew(asset_id uuid, owner text, lease_s double precision)
-returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
-#variable_conflict use_column
-declare
-  row_status text;
-begin
-  select a.status into row_status from public.lesson_assets a
-   where a.id = videopoll_renew.asset_id for no key update;
-  if row_status is distinct from 'transferring' then
-    return false;
-  end if;
-  -- Bookkeeping only: the app's row does not change (nor fire a Realtime event) on a renewal.
-  update public.videopoll_assets v
-     set claimed_until = now() + make_interval(secs => videopoll_renew.lease_s)
-   where v.asset_id = videopoll_renew.asset_id and v.claimed_by = videopoll_renew.owner
-     and v.claimed_until > now();
-  return found;
-end $$;
-
-create or replace function public.videopoll_release(asset_id uuid, owner text)
-returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
-#variable_conflict use_column
-declare
-  row_status text;
-begin
-  select a.status into row_status from public.lesson_assets a
-   where a.id = videopoll_release.asset_id for no key update;
-  if row_status is distinct from 'transferring' then
-    return false;
-  end if;
-  -- The holder may hand back even an expired lease: nobody else has taken it meanwhile.
-  update public.videopoll_assets v set claimed_by = null, claimed_until = null
-   where v.asset_id = videopoll_release.asset_id and v.claimed_by = videopoll_release.owner;
-  if not found then
-    return false;
-  end if;
-  update public.lesson_assets a set status = 'finished' where a.id = videopoll_release.asset_id;
-  return true;
-end $$;
-
-create or replace function public.videopoll_mark_ready(asset_id uuid, owner text, storage_path text)
-returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
-#variable_conflict use_column
-declare
-  row_status text;
-begin
-  select a.status into row_status from public.lesson_assets a
-   where a.id = videopoll_mark_ready.asset_id for no key update;
-  if row_status is distinct from 'transferring' then
-    return false;
-  end if;
-  -- Only the holder of a live lease: a poller whose lease ran out (and was perhaps taken
-  -- over) can no longer finish the row. The upload it resumed is done: forget it.
-  update public.videopoll_assets v
-     set claimed_by = null, claimed_until = null, upload_url = null, upload_digest = null,
-         upload_offset = null, upload_prefix_sha256 = null
-   where v.asset_id = videopoll_mark_ready.asset_id and v.claimed_by = videopoll_mark_ready.owner
-     and v.claimed_until > now();
-  if not found then
-    return false;
-  end if;
-  update public.lesson_assets a
-     set status = 'ready', storage_path = videopoll_mark_ready.storage_path, error = null
-   where a.id = videopoll_mark_ready.asset_id;
-  return true;
-end $$;
-
-create or replace function public.videopoll_mark_failed(asset_id uuid, reason text, owner text default null)
-returns boolean language plpgsql volatile security invoker set search_path = public, pg_temp as $$
-#variable_conflict use_column
-declare
-  row_status text;
+  c record;
+  a public.lesson_assets;
   holder text;
+  held_until timestamptz;
+  step record;
+  stamp timestamptz := videopoll_now();
+  applied boolean[] := array_fill(false, array[jsonb_array_length(changes)]);
 begin
-  select a.status into row_status from public.lesson_assets a
-   where a.id = videopoll_mark_failed.asset_id for no key update;
-  select v.claimed_by into holder from public.videopoll_assets v
-   where v.asset_id = videopoll_mark_failed.asset_id;
-  -- A transferring row only by its holder (with owner null, `holder = owner` is never true).
-  if not coalesce(row_status in ('starting', 'generating', 'finished')
-                  or (row_status = 'transferring' and holder = videopoll_mark_failed.owner), false)
-  then
-    return false;
-  end if;
-  update public.lesson_assets a
-     set status = 'failed', error = videopoll_mark_failed.reason
-   where a.id = videopoll_mark_failed.asset_id;
-  update public.videopoll_assets v set claimed_by = null, claimed_until = null
-   where v.asset_id = videopoll_mark_failed.asset_id;
-  return true;
+  for c in select (x.item ->> 'id')::uuid as id, x.item ->> 'event' as event,
+                  x.item ->> 'owner' as owner,
+                  (x.item ->> 'lease_s')::double precision as lease_s,
+                  x.item ->> 'value' as value, x.n
+             from jsonb_array_elements(videopoll_apply.changes) with ordinality as x(item, n)
+            order by 1, x.n
+  loop
+    select t.* into a from public.lesson_assets t
+     where t.id = c.id and t.kind = 'video' for no key update;
+    continue when not found;
+    holder := null;
+    held_until := null;
+    select v.claimed_by, v.claimed_until into holder, held_until
+      from public.videopoll_assets v where v.asset_id = c.id;
+    select t.* into step from videopoll_transitions() t
+     where t.event = c.event and t.source = a.status
+       and case t.guard
+             when 'none' then true
+             when 'holder' then coalesce(holder = c.owner, false)
+             when 'live' then coalesce(holder = c.owner and held_until > stamp, false)
+             when 'expired' then held_until is null or held_until <= stamp
+             when 'same' then c.value is null or c.value is not distinct from (
+               case c.event when 'start' then a.start_task_id
+                            when 'resolve' then a.conversation_id
+                            when 'ready' then a.storage_path
+                            when 'fail' then a.error end)
+           end;
+    continue when not found;
+    applied[c.n] := true;
+    continue when step.guard = 'same';
+    if c.event <> 'renew' then  -- a renewal is bookkeeping only: the app's row stays as it is
+      update public.lesson_assets t
+         set status = step.target,
+             start_task_id = case when c.event = 'start' then c.value else t.start_task_id end,
+             conversation_id = case when c.event = 'resolve' and c.value is not null
+                                    then c.value else t.conversation_id end,
+             finished_at = case c.event when 'finish' then stamp when 'reopen' then null
+                                        else t.finished_at end,
+             storage_path = case when c.event = 'ready' then c.value else t.storage_path end,
+             error = case c.event when 'ready' then null when 'fail' then c.value
+                                  else t.error end
+       where t.id = c.id;
+    end if;
+    if c.event = 'claim' then
+      insert into public.videopoll_assets as v (asset_id, claimed_by, claimed_until)
+      values (c.id, c.owner, stamp + make_interval(secs => c.lease_s))
+      on conflict on constraint videopoll_assets_pkey
+      do update set claimed_by = excluded.claimed_by, claimed_until = excluded.claimed_until;
+    elsif c.event = 'renew' then
+      update public.videopoll_assets v
+         set claimed_until = stamp + make_interval(secs => c.lease_s) where v.asset_id = c.id;
+    elsif c.event in ('release', 'fail') then
+      update public.videopoll_assets v set claimed_by = null, claimed_until = null
+       where v.asset_id = c.id;
+    elsif c.event = 'ready' then  -- the upload it may have resumed is done: forget it too
+      update public.videopoll_assets v
+         set claimed_by = null, claimed_until = null, upload_url = null, upload_digest = null,
+             upload_offset = null, upload_prefix_sha256 = null
+       where v.asset_id = c.id;
+    end if;
+  end loop;
+  return to_jsonb(applied);
 end $$;
 
-create or replace function public.videopoll_mark_finished(asset_id uuid)
-returns boolean language sql volatile security invoker set search_path = public, pg_temp as $$
-  with hit as (
-    update public.lesson_assets a set status = 'finished', finished_at = now()
-     where a.id = videopoll_mark_finished.asset_id and a.status = 'generating'
-    returning 1)
-  select exists (select 1 from hit);
-$$;
-
-create or replace function public.videopoll_mark_generating(asset_id uuid)
-returns boolean language sql volatile security invoker set search_path = public, pg_temp as $$
-  with hit as (
-    update public.lesson_assets a set status = 'generating', finished_at = null
-     where a.id = videopoll_mark_generating.asset_id and a.status = 'finished'
-    returning 1)
-  select exists (select 1 from hit);
-$$;
-
-create or replace function public.videopoll_resolve_start(asset_id uuid, conversation_id text)
-returns boolean language sql volatile security invoker set search_path = public, pg_temp as $$
-  with hit as (
-    update public.lesson_assets a
-       set status = 'generating', conversation_id = videopoll_resolve_start.conversation_id
-     where a.id = videopoll_resolve_start.asset_id and a.status = 'starting'
-    returning 1)
-  select exists (select 1 from hit);
-$$;
+-- One function per transition, as earlier versions had, all replaced by videopoll_apply.
+drop function if exists public.videopoll_claim(uuid, text, double precision),
+  public.videopoll_renew(uuid, text, double precision), public.videopoll_release(uuid, text),
+  public.videopoll_mark_ready(uuid, text, text), public.videopoll_mark_failed(uuid, text, text),
+  public.videopoll_mark_finished(uuid), public.videopoll_mark_generating(uuid),
+  public.videopoll_resolve_start(uuid, text);
 
 create or replace function public.videopoll_record_error(asset_id uuid, error text, mismatch boolean default false)
 returns int language plpgsql volatile security invoker set search_path = public, pg_temp as $$
@@ -377,20 +349,29 @@ declare
   a public.lesson_assets;
   next_status text;
   next_metadata jsonb;
+  lessons uuid[] := '{}';
 begin
   -- The lock re-checks `status = 'failed'` against a racing writer's row, so two retries
   -- never move (or archive the error of) one row twice.
+  -- A lesson that has another open video keeps its failed one (one open video per lesson).
   for a in select * from public.lesson_assets t
             where t.status = 'failed' and t.kind = 'video'
               and (videopoll_retry.ids is null or t.id = any (videopoll_retry.ids))
-            order by t.created_at, t.id
+              and not exists (select 1 from public.lesson_assets o
+                               where o.lesson_id = t.lesson_id and o.kind = 'video'
+                                 and o.status in ('starting', 'generating', 'finished',
+                                                  'transferring'))
+            order by t.created_at desc, t.id desc
               for no key update
   loop
+    -- The newest failed video of a lesson comes back; an older one of the same lesson stays.
+    continue when a.lesson_id = any (lessons);
+    lessons := lessons || a.lesson_id;
     next_status := case when a.conversation_id is null and a.start_task_id is not null
                         then 'starting' else 'generating' end;
     next_metadata := jsonb_set(coalesce(a.metadata, '{}'::jsonb), '{error_history}',
                                coalesce(a.metadata -> 'error_history', '[]'::jsonb)
-                                 || jsonb_build_array(jsonb_build_object('at', now(),
+                                 || jsonb_build_array(jsonb_build_object('at', videopoll_now(),
                                                                          'error', a.error)));
     if videopoll_retry.dry_run then
       a.status := next_status;
@@ -403,13 +384,14 @@ begin
        where t.id = a.id
       returning * into a;
       insert into public.videopoll_assets as v (asset_id, retried_at)
-      values (a.id, now())
+      values (a.id, videopoll_now())
       on conflict on constraint videopoll_assets_pkey
       do update set retried_at = excluded.retried_at, mismatches = 0, claimed_by = null,
                     claimed_until = null;
     end if;
     return next to_jsonb(a) || jsonb_build_object('videopoll_assets', jsonb_build_object(
-      'claimed_by', null, 'claimed_until', null, 'mismatches', 0, 'retried_at', now()));
+      'claimed_by', null, 'claimed_until', null, 'mismatches', 0, 'retried_at',
+      videopoll_now()));
   end loop;
 end $$;
 
@@ -431,7 +413,7 @@ begin
          upload_offset = videopoll_save_upload.upload_offset,
          upload_prefix_sha256 = videopoll_save_upload.prefix_sha256
    where v.asset_id = videopoll_save_upload.asset_id and v.claimed_by = videopoll_save_upload.owner
-     and v.claimed_until > now();
+     and v.claimed_until > videopoll_now();
   return found;
 end $$;
 
@@ -460,6 +442,7 @@ returns jsonb language sql stable security invoker set search_path = public, pg_
     'rls', (select c.relrowsecurity from pg_class c
              where c.oid = 'public.lesson_assets'::regclass),
     'state_table', to_regclass('public.videopoll_state') is not null,
+    'one_open_video', to_regclass('public.lesson_assets_one_open_video') is not null,
     'bookkeeping_private', coalesce((
       select c.relrowsecurity
              and not exists (select 1 from pg_policy p where p.polrelid = c.oid)
@@ -482,11 +465,14 @@ begin
   for fn in select p.oid::regprocedure from pg_proc p
              join pg_namespace n on n.oid = p.pronamespace
             where n.nspname = 'public' and p.proname like 'videopoll\_%'
+              and p.proname <> 'videopoll_now'
   loop
     execute format('revoke all on function %s from public, anon, authenticated', fn);
     execute format('grant execute on function %s to service_role', fn);
   end loop;
 end $$;
+-- The clock is everyone's: the updated_at trigger reads it on the app's own writes too.
+grant execute on function public.videopoll_now() to anon, authenticated, service_role;
 
 revoke all on table public.videopoll_assets, public.videopoll_state
   from public, anon, authenticated;

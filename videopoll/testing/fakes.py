@@ -8,6 +8,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ..errors import ArtifactMissing, ShortBody
@@ -61,6 +62,7 @@ class FakeAgent(Recorder):
         super().__init__()
         self.conversations: dict[str, AgentState] = {}
         self.start_tasks: dict[str, StartTask] = {}
+        self.planned: dict[str, str] = {}  # start task -> the conversation id asked for
         self.started: list[dict[str, Any]] = []  # every start request, secrets included
 
     def set(self, conversation_id: str, state: AgentState | Status | None) -> None:
@@ -76,6 +78,7 @@ class FakeAgent(Recorder):
         self.reset_calls()
         self.conversations.clear()
         self.start_tasks.clear()
+        self.planned.clear()
         self.started.clear()
 
     async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
@@ -87,13 +90,18 @@ class FakeAgent(Recorder):
         return out
 
     async def start(self, *, prompt: str, repository: str, branch: str, title: str,
-                    secrets: Mapping[str, str] | None = None) -> StartTask:
+                    secrets: Mapping[str, str] | None = None,
+                    conversation_id: str | None = None) -> StartTask:
         self._record("start", title)
         self._fault("start")
         task = StartTask(id=uuid.uuid4().hex, status="WORKING", state=Status.STARTING)
         self.start_tasks[task.id] = task
+        if conversation_id is not None:
+            self.planned[task.id] = conversation_id
         self.started.append({"prompt": prompt, "repository": repository, "branch": branch,
-                             "title": title, "secrets": dict(secrets or {}), "task": task.id})
+                             "title": title, "secrets": dict(secrets or {}), "task": task.id,
+                             "conversation_id": conversation_id})
+        self._fault("start", after=True)
         return task
 
     async def resolve(self, start_ids: Sequence[str]) -> dict[str, StartTask | None]:
@@ -104,6 +112,12 @@ class FakeAgent(Recorder):
             out.update((sid, self.start_tasks.get(sid)) for sid in batch)
         return out
 
+    async def find_start(self, conversation_id: str, since: datetime) -> StartTask | None:
+        self._record("find_start", conversation_id)
+        self._fault("find_start")
+        task = next((t for t, c in self.planned.items() if c == conversation_id), None)
+        return self.start_tasks.get(task) if task else None
+
     async def check(self) -> list[tuple[str, bool, str]]:
         self._record("check")
         self._fault("check")
@@ -111,8 +125,9 @@ class FakeAgent(Recorder):
 
     def ready(self, start_id: str, conversation_id: str | None = None,
               state: AgentState | Status = Status.GENERATING) -> str:
-        """The start task became a conversation (in `state`); returns its id."""
-        cid = conversation_id or uuid.uuid4().hex
+        """The start task became a conversation (in `state`, under the id the start asked
+        for unless told otherwise); returns its id."""
+        cid = conversation_id or self.planned.get(start_id) or uuid.uuid4().hex
         self.start_tasks[start_id] = StartTask(id=start_id, status="READY",
                                                state=Status.GENERATING, conversation_id=cid)
         self.set(cid, state)

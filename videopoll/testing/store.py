@@ -11,17 +11,38 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import ConfigError, ContentMismatch, RequestRejected
-from ..model import PENDING, TERMINAL, Lesson, Status, VideoAsset
+from ..model import (
+    PENDING,
+    TERMINAL,
+    Change,
+    Event,
+    Guard,
+    Lesson,
+    Status,
+    VideoAsset,
+    effects,
+    transition,
+)
 from ..services.localdb import check_key, ts
+from ..transitions import METHODS, Transitions
 from .faults import Recorder, recorded
 from .rows import Row
 
 
-class InMemoryStore(Recorder):
+def _logged(change: Change) -> tuple[object, ...]:
+    """A change as its method's arguments, for the call log."""
+    extra = {Event.CLAIM: (change.owner, change.lease_s), Event.RENEW: (change.owner,
+             change.lease_s), Event.RELEASE: (change.owner,), Event.READY: (change.owner,
+             change.value), Event.FAIL: (change.value, change.owner)}
+    value = (change.value,) if change.event in (Event.START, Event.RESOLVE) else ()
+    return (change.asset_id, *extra.get(change.event, value))
+
+
+class InMemoryStore(Recorder, Transitions):
     """`Store` in memory, like procrastinate's `InMemoryConnector`.
 
     `rows`, `lessons`, `state`, `objects` (key -> bytes) and `writes` (completed uploads
@@ -92,63 +113,34 @@ class InMemoryStore(Recorder):
 
     # -- transitions ---------------------------------------------------------------------
 
-    @recorded
-    async def resolve_start(self, asset_id: str, conversation_id: str) -> bool:
-        return self._move(asset_id, lambda r: r.status is Status.STARTING,
-                          status=Status.GENERATING, conversation_id=conversation_id) is not None
-
-    @recorded
-    async def mark_finished(self, asset_id: str) -> bool:
+    async def apply(self, changes: Sequence[Change]) -> list[bool]:
+        """TRANSITIONS on dicts, all or nothing like one SQL transaction: the call log and
+        fault switches see each change under its method's name (`claim`, `mark_ready`…),
+        faults before any change is made (`after=True`: once all are)."""
         now = self._clock()
-        return self._move(asset_id, lambda r: r.status is Status.GENERATING, now,
-                          status=Status.FINISHED, finished_at=now) is not None
+        for change in changes:
+            self._record(METHODS[change.event], *_logged(change))
+        for change in changes:
+            self._fault(METHODS[change.event])
+        done = [self._apply(change, now) for change in changes]
+        for change in changes:
+            self._fault(METHODS[change.event], after=True)
+        return done
 
-    @recorded
-    async def mark_generating(self, asset_id: str) -> bool:
-        return self._move(asset_id, lambda r: r.status is Status.FINISHED,
-                          status=Status.GENERATING, finished_at=None) is not None
-
-    @recorded
-    async def claim(self, asset_id: str, owner: str, lease_s: float) -> bool:
-        now = self._clock()
-
-        def claimable(r: Row) -> bool:
-            expired = r.claimed_until is None or r.claimed_until <= now
-            return r.status is Status.FINISHED or (r.status is Status.TRANSFERRING and expired)
-
-        return self._move(asset_id, claimable, now, status=Status.TRANSFERRING,
-                          claimed_by=owner,
-                          claimed_until=now + timedelta(seconds=lease_s)) is not None
-
-    @recorded
-    async def renew(self, asset_id: str, owner: str, lease_s: float) -> bool:
-        now = self._clock()
-        return self._move(asset_id, lambda r: r.live(owner, now), now, touch=False,
-                          claimed_until=now + timedelta(seconds=lease_s)) is not None
-
-    @recorded
-    async def release(self, asset_id: str, owner: str) -> bool:
-        held = self._move(asset_id, lambda r: r.status is Status.TRANSFERRING
-                          and r.claimed_by == owner, status=Status.FINISHED,
-                          claimed_by=None, claimed_until=None)
-        return held is not None
-
-    @recorded
-    async def mark_ready(self, asset_id: str, owner: str, storage_path: str) -> bool:
-        now = self._clock()
-        return self._move(asset_id, lambda r: r.live(owner, now), now, status=Status.READY,
-                          storage_path=storage_path, error=None, claimed_by=None,
-                          claimed_until=None) is not None
-
-    @recorded
-    async def mark_failed(self, asset_id: str, reason: str, owner: str | None = None) -> bool:
-        def failable(r: Row) -> bool:
-            if r.status is Status.TRANSFERRING:
-                return owner is not None and r.claimed_by == owner
-            return r.status in PENDING
-
-        return self._move(asset_id, failable, status=Status.FAILED, error=reason,
-                          claimed_by=None, claimed_until=None) is not None
+    def _apply(self, change: Change, now: datetime) -> bool:
+        row = self.rows.get(change.asset_id)
+        if row is None or row.kind != "video":
+            return False
+        step = transition(change, row.asset(), now)
+        if step is None:
+            return False
+        if step.guard is not Guard.SAME:
+            for column, value in effects(change, now).items():
+                if hasattr(row, column):  # no resumable uploads in memory
+                    setattr(row, column, value)
+            if change.event is not Event.RENEW:  # bookkeeping only: the app's row is as was
+                row.status, row.updated_at = step.target, now
+        return True
 
     @recorded
     async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
@@ -165,10 +157,16 @@ class InMemoryStore(Recorder):
                     ) -> list[VideoAsset]:
         now = self._clock()
         changed: list[VideoAsset] = []
-        for row in self._videos():
+        lessons: set[str] = set()  # newest first: one failed video per lesson comes back
+        for row in reversed(self._videos()):
             if row.status is not Status.FAILED or (asset_ids is not None
                                                    and row.id not in asset_ids):
                 continue
+            if row.lesson_id in lessons or any(
+                    r.kind == "video" and r.lesson_id == row.lesson_id and r.status in PENDING
+                    for r in self.rows.values()):
+                continue  # one open video per lesson
+            lessons.add(row.lesson_id)
             meta = json.loads(json.dumps(row.metadata))
             history = meta.setdefault("error_history", [])
             if isinstance(history, list):  # as SQL's json_insert: leave a non-array alone
@@ -180,16 +178,17 @@ class InMemoryStore(Recorder):
             if not dry_run:
                 self.rows[row.id] = new
             changed.append(new.asset())
-        return changed
+        return sorted(changed, key=lambda a: (a.created_at, a.id))
 
     @recorded
     async def insert_asset(self, *, asset_id: str, lesson_id: str, user_id: str | None,
-                           start_task_id: str, github_path: str) -> VideoAsset:
+                           github_path: str, conversation_id: str | None = None,
+                           start_task_id: str | None = None) -> VideoAsset:
         now = self._clock()
         row = Row(id=asset_id, lesson_id=lesson_id, kind="video", created_at=now,
                   updated_at=now, status=Status.STARTING, user_id=user_id,
                   mime_type="video/mp4", metadata={"github_path": github_path},
-                  start_task_id=start_task_id)
+                  conversation_id=conversation_id, start_task_id=start_task_id)
         self._insert(row)
         return row.asset()
 
@@ -236,9 +235,15 @@ class InMemoryStore(Recorder):
     def _insert(self, row: Row) -> None:
         # What the database's keys would refuse (PostgREST answers 409 for both).
         if row.lesson_id not in self.lessons:
-            raise RequestRejected(f"lesson {row.lesson_id} does not exist", service="store")
+            raise RequestRejected(f"lesson {row.lesson_id} does not exist", service="store",
+                                  status=409)
         if row.id in self.rows:
-            raise RequestRejected(f"asset {row.id} already exists", service="store")
+            raise RequestRejected(f"asset {row.id} already exists", service="store", status=409)
+        if row.kind == "video" and row.status in PENDING and any(
+                r.kind == "video" and r.lesson_id == row.lesson_id and r.status in PENDING
+                for r in self.rows.values()):  # the one-open-video-per-lesson index
+            raise RequestRejected(f"lesson {row.lesson_id} already has an open video",
+                                  service="store", status=409)
         self.rows[row.id] = row
 
     def add_lesson(self, title: str, user_id: str | None = None,

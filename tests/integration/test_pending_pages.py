@@ -1,0 +1,47 @@
+"""Hosted Supabase answers at most `max_rows` (1,000) rows a request, whatever `limit` says;
+the stand-in does the same, and `pending()` pages by key past it so no row goes unseen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from videopoll.sandbox.supabase import SupabaseStandIn
+from videopoll.services.supabase import SupabaseStore
+
+from .conftest import Seed
+
+pytestmark = pytest.mark.postgres
+ROWS = 2_500
+
+
+def seed_many(seed: Seed, n: int) -> list[str]:
+    """n pending videos, a lesson each, several sharing one created_at (the key's tie)."""
+    seed.sql("insert into lessons (id, title) select gen_random_uuid(), 'L' || i "
+             "from generate_series(1, %s) i", [n])
+    rows = seed.sql(
+        "insert into lesson_assets (lesson_id, kind, conversation_id, metadata, created_at) "
+        "select l.id, 'video', md5(l.id::text), jsonb_build_object('github_path', "
+        "'videos/' || l.id || '/v.mp4'), timestamptz '2026-01-01' + (row_number() over () / 7) "
+        "* interval '1 second' from lessons l returning id::text")
+    return [r[0] for r in rows]
+
+
+def test_the_stand_in_caps_answers_like_hosted_supabase(seed: Seed, wire: Any) -> None:
+    seed_many(seed, 1_200)
+    got = wire().get("/rest/v1/lesson_assets", params={"select": "id", "limit": "5000"})
+    assert len(got.json()) == 1_000
+
+
+async def test_pending_sees_every_row_past_max_rows(seed: Seed, store: SupabaseStore,
+                                                    supa: SupabaseStandIn) -> None:
+    """2,500 pending rows: all of them, oldest first, each exactly once, in 3 requests."""
+    ids = seed_many(seed, ROWS)
+    order = [r[0] for r in seed.sql("select id::text from lesson_assets "
+                                    "order by created_at, id")]
+    supa.reset_counts()
+    got = await store.pending()
+    assert [a.id for a in got] == order and sorted(order) == sorted(ids)
+    assert supa.counts["rest.table.get"] == 3
+    assert [a.id for a in await store.pending(limit=1_200)] == order[:1_200]
