@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import RequestRejected, ShortBody
+from ..errors import RequestRejected, ServerError, ShortBody
 from ..model import AgentState, ArtifactRef, StartTask, Status
 from .faults import Recorder
 
@@ -62,6 +62,7 @@ class FakeAgent(Recorder):
         self.conversations: dict[str, AgentState] = {}
         self.start_tasks: dict[str, StartTask] = {}
         self.started: list[dict[str, Any]] = []  # every start request, secrets included
+        self.broken: dict[str, BaseException] = {}  # conversation id -> its lookup's error
 
     def set(self, conversation_id: str, state: AgentState | Status | None) -> None:
         """What the agent says about a conversation; None makes it unknown (null)."""
@@ -72,17 +73,32 @@ class FakeAgent(Recorder):
         else:
             self.conversations[conversation_id] = _SHORTHAND[state]
 
+    def break_lookup(self, conversation_id: str, exc: BaseException | None = None) -> None:
+        """The follow-up lookup of one conversation fails until `heal_lookup` (say its
+        events endpoint answers 500 while its sandbox is PAUSED): `states` raises `exc` for
+        any batch holding the id, as the OpenHands adapter does when one lookup fails."""
+        self.broken[conversation_id] = exc or ServerError(
+            f"openhands: events of {conversation_id} failed (HTTP 500)", service="openhands",
+            status=500)
+
+    def heal_lookup(self, conversation_id: str) -> None:
+        self.broken.pop(conversation_id, None)
+
     def reset(self) -> None:
         self.reset_calls()
         self.conversations.clear()
         self.start_tasks.clear()
         self.started.clear()
+        self.broken.clear()
 
     async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
         out: dict[str, AgentState | None] = {}
         for batch in _batches(list(conversation_ids), STATES_BATCH):
             self._record("states", *batch)
             self._fault("states")
+            for cid in batch:
+                if cid in self.broken:
+                    raise self.broken[cid]
             out.update((cid, self.conversations.get(cid)) for cid in batch)
         return out
 
@@ -149,11 +165,13 @@ class FakeArtifacts(Recorder):
         self.files: dict[str, bytes] = dict(files or {})
         self.lfs = lfs
         self.lfs_of: dict[str, bool] = {}  # per-path choice, over the `lfs` default
+        self.missing: set[str] = set()  # LFS pointers whose object the LFS server lacks
         self.chunk_size = chunk_size
         self._tampers: dict[str, _Tamper] = {}
 
     def add(self, path: str, data: bytes, *, lfs: bool | None = None) -> ArtifactRef:
         self.files[path] = data
+        self.missing.discard(path)
         if lfs is not None:
             self.lfs_of[path] = lfs
         return self.ref(path)
@@ -164,6 +182,16 @@ class FakeArtifacts(Recorder):
             return ArtifactRef(path=path, sha=git_blob_sha(lfs_pointer(data)), size=len(data),
                                lfs_oid=hashlib.sha256(data).hexdigest())
         return ArtifactRef(path=path, sha=git_blob_sha(data), size=len(data))
+
+    def missing_object(self, path: str) -> None:
+        """The tree holds the LFS pointer of `path` but the LFS server lacks its object (the
+        push of the object failed): the listing still shows the file, and every download
+        fails as the GitHub adapter fails on a per-object error in the LFS batch answer
+        (RequestRejected, 404), until `add` commits the file again."""
+        if path not in self.files:
+            raise KeyError(path)
+        self.lfs_of[path] = True
+        self.missing.add(path)
 
     def corrupt(self, path: str, *, times: int | None = None) -> None:
         """Flip one byte in the middle: right size, wrong hash."""
@@ -186,6 +214,7 @@ class FakeArtifacts(Recorder):
         self.reset_calls()
         self.files.clear()
         self.lfs_of.clear()
+        self.missing.clear()
         self._tampers.clear()
 
     async def find(self, paths: Sequence[str]) -> dict[str, ArtifactRef | None]:
@@ -223,6 +252,9 @@ class FakeArtifacts(Recorder):
         self._fault("open")
         if ref.path not in self.files:
             raise RequestRejected(f"{ref.path} not found", service="github", status=404)
+        if ref.path in self.missing:
+            raise RequestRejected(f"github: LFS object {ref.lfs_oid} unavailable: Object does "
+                                  "not exist", service="github", status=404)
         data, exc = self._spoil(ref.path, self.files[ref.path])
         for start in range(0, len(data), self.chunk_size):
             yield data[start:start + self.chunk_size]
