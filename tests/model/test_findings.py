@@ -1,0 +1,147 @@
+"""Issue 12's findings as the model-based test found them, replayed step by step.
+
+Each test is the shrunk example Hypothesis printed for one finding (the machine's own steps,
+as it prints them), run on a strict machine that tolerates no finding. Today each fails with
+exactly its finding's symptom (`finding(n)` turns any other failure into an error), so each
+is marked xfail(strict=True): the fix for the finding makes its replay pass, and then the
+marker must go (pytest runs with xfail_strict), together with the finding's number in
+`machine.KNOWN_FINDINGS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+import pytest
+
+from .faults import Fault
+from .machine import VideopollModel
+from .world import GenerateCmd, PollCmd
+
+
+class StrictModel(VideopollModel):
+    known: ClassVar[frozenset[str]] = frozenset()
+
+
+@pytest.fixture
+def machine() -> Iterator[StrictModel]:
+    model = StrictModel()
+    try:
+        yield model
+    finally:
+        model.close()
+
+
+@contextmanager
+def finding(number: str) -> Iterator[None]:
+    """Only finding `number`'s symptom is the expected failure; anything else is an error."""
+    try:
+        yield
+    except AssertionError as exc:
+        if f"[issue 12 finding {number}]" not in str(exc):
+            raise RuntimeError(f"expected finding {number}, got: {exc}") from exc
+        raise
+
+
+def xfail(number: str, what: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, raises=AssertionError,
+                             reason=f"issue 12 finding {number}: {what}")
+
+
+@xfail("1", "a transferring row left by a killed poller can never be failed")
+def test_finding_1_a_killed_pollers_row_can_still_be_failed(machine: StrictModel) -> None:
+    """A poller dies mid-upload; the agent then reports an error: the row must end failed,
+    not stay `transferring` for ever (mark_failed without the owner is refused)."""
+    with finding("1"):
+        machine.app_inserts_a_row(kind="normal")
+        machine.agent_moves(what="finish_with_file", which=0)
+        machine.run(cmds=[PollCmd(plan=(Fault("put", 0, "kill", "before"),))])
+        machine.agent_moves(what="error", which=0)
+        machine.settle()
+
+
+@xfail("3", "a store error in pending() ends the pass with no summary")
+def test_finding_3_a_store_error_still_ends_the_pass_with_a_summary(machine: StrictModel
+                                                                    ) -> None:
+    with finding("3"):
+        machine.run(cmds=[PollCmd(plan=(Fault("pending", 0, "server_error", "before"),))])
+
+
+@xfail("3", "a store error in one row's write aborts the whole pass")
+def test_finding_3_one_rows_write_error_does_not_abort_the_pass(machine: StrictModel
+                                                                ) -> None:
+    with finding("3"):
+        machine.app_inserts_a_row(kind="normal")
+        machine.agent_moves(what="finish_with_file", which=0)
+        machine.run(cmds=[PollCmd(plan=(Fault("mark_finished", 0, "server_error", "before"),))])
+
+
+@xfail("4", "one conversation's failing lookup defers every row")
+def test_finding_4_one_broken_lookup_does_not_hold_up_the_others(machine: StrictModel
+                                                                 ) -> None:
+    with finding("4"):
+        machine.app_inserts_a_row(kind="normal")
+        machine.app_inserts_a_row(kind="normal")
+        machine.agent_moves(what="break_lookup", which=0)
+        machine.settle()
+
+
+@xfail("6", "a missing Git LFS object is deferred for ever")
+def test_finding_6_a_missing_lfs_object_ends_the_row(machine: StrictModel) -> None:
+    with finding("6"):
+        machine.run(cmds=[GenerateCmd(lesson=0)])
+        machine.github_changes(change="commit", which=0)
+        machine.github_changes(change="lfs_object_missing", which=0)
+        machine.settle()
+
+
+@xfail("7", "a poller with another account's key fails rows 'conversation not found'")
+def test_finding_7_a_wrong_account_fails_nothing(machine: StrictModel) -> None:
+    with finding("7"):
+        machine.app_inserts_a_row(kind="normal")
+        machine.app_inserts_a_row(kind="normal")
+        machine.time_passes(seconds=301)
+        machine.run(cmds=[PollCmd(stranger=True)])
+
+
+@xfail("8", "two concurrent generates for one lesson both insert a row")
+def test_finding_8_concurrent_generates_leave_one_open_video(machine: StrictModel) -> None:
+    with finding("8"):
+        machine.run(cmds=[GenerateCmd(lesson=0), GenerateCmd(lesson=0)])
+
+
+@xfail("8", "generate starts the agent before inserting the row: a lost answer orphans it")
+def test_finding_8_a_failed_generate_leaves_no_agent_without_a_row(machine: StrictModel
+                                                                   ) -> None:
+    with finding("8"):
+        machine.run(cmds=[GenerateCmd(lesson=0,
+                                      plan=(Fault("start", 0, "server_error", "after"),))])
+
+
+@xfail("N1", "an expired transferring row whose agent went back to work stays transferring")
+def test_finding_n1_an_orphaned_claim_follows_the_agent_back_to_work(machine: StrictModel
+                                                                     ) -> None:
+    """The poller dies mid-upload; the agent goes back to work (it asked a question). Once
+    the lease ran out the pass says `generating`, yet the row stays `transferring`."""
+    with finding("N1"):
+        machine.app_inserts_a_row(kind="normal")
+        machine.agent_moves(what="finish_with_file", which=0)
+        machine.run(cmds=[PollCmd(plan=(Fault("put", 0, "kill", "before"),))])
+        machine.agent_moves(what="back_to_work", which=0)
+        machine.time_passes(seconds=301)
+        machine.run(cmds=[PollCmd()])
+
+
+@xfail("N2", "a deferred transfer of an expired claim is reported transferring, not finished")
+def test_finding_n2_a_deferred_takeover_reports_the_rows_real_state(machine: StrictModel
+                                                                    ) -> None:
+    """The poller dies mid-upload; after the lease the next pass takes the row over, its
+    download fails (a 502) and it releases the row: the item must say `finished`."""
+    with finding("N2"):
+        machine.app_inserts_a_row(kind="normal")
+        machine.agent_moves(what="finish_with_file", which=0)
+        machine.run(cmds=[PollCmd(plan=(Fault("put", 0, "kill", "before"),))])
+        machine.time_passes(seconds=301)
+        machine.run(cmds=[PollCmd(plan=(Fault("open", 0, "server_error", "before"),))])
