@@ -19,12 +19,17 @@ The kill model. A killed process runs no code at all, so no clean-up reaches a s
 ports are dead: every later call through them raises `Killed` again before any effect. The
 `finally` blocks of the engine do run as the exception unwinds (cancelling the pass's own
 tasks, closing its streams) but whatever they try to do to the world is refused, which is
-exactly what a SIGKILL leaves behind. (The alternative, dropping the task without
-cancelling it, leaves suspended coroutines that the garbage collector later closes, running
-the same `finally` blocks at a random moment in a later step.) Killing at a port call covers
-killing at any await point: between two port calls a process changes nothing the world can
-see, so dying at an await in between leaves the same world as dying just before the next
-port call.
+exactly what a SIGKILL leaves behind. The alternative, dropping the task without cancelling
+it, leaves suspended coroutines that the garbage collector closes later, running the same
+`finally` blocks at a random moment in a later step. (One difference remains: the local
+store deletes its own half-written temp file as the exception passes through its `put`,
+which a SIGKILL would not; the next writer sweeps such files anyway, and tests/chaos kills
+real processes.) Killing at a port call covers killing at any await point: between two
+port calls a process changes nothing the world can see, so dying at an await in between
+leaves the same world as dying just before the next port call.
+
+What a process left running when its command ended (tasks of a pass that raised) is
+cancelled then, as `asyncio.run` cancels it when a real `poll` exits.
 """
 
 from __future__ import annotations

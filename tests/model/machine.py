@@ -89,6 +89,7 @@ JUMP = max(CONFIG.lease, CONFIG.artifact_grace, NOT_FOUND_GRACE) + 1
 # "1".."11": the human review's findings; "N1"...: found by this machine alone.
 KNOWN_FINDINGS: frozenset[str] = frozenset({"1", "3", "4", "6", "7", "8", "N1", "N2"})
 SEEN: Counter[str] = Counter()  # recognised findings, over every example of the session
+VARIANTS: Counter[str] = Counter()  # the same, by "finding:variant"
 
 METHODS = ("pending", "resolve_start", "mark_finished", "mark_generating", "claim", "put",
            "mark_ready", "release", "mark_failed", "record_error", "lesson", "open_video",
@@ -352,13 +353,16 @@ class VideopollModel(RuleBasedStateMachine):
         self.objects_hold_verified_bytes()  # as the @invariants, for replays of steps
         self.ready_rows_hold_their_object()
 
-    def violation(self, message: str, finding: str | None = None) -> None:
-        """A broken promise: recorded when it is a known finding's symptom, else fatal."""
-        if finding is not None and finding in self.known:
+    def violation(self, message: str, recognised: str | None = None) -> None:
+        """A broken promise: recorded when it is a known finding's symptom, else fatal.
+        `recognised` is "N" or "N:variant" (say, which store call's error escaped)."""
+        finding, _, variant = (recognised or "").partition(":")
+        if finding and finding in self.known:
             SEEN[finding] += 1
-            event(f"issue 12 finding {finding}")
+            VARIANTS[recognised or ""] += 1
+            event(f"issue 12 finding {recognised}")
             return
-        named = f" [issue 12 finding {finding}]" if finding is not None else ""
+        named = f" [issue 12 finding {finding}]" if finding else ""
         raise AssertionError(message + named)
 
     @invariant()
@@ -545,13 +549,13 @@ class VideopollModel(RuleBasedStateMachine):
         alive = (row.error == "conversation not found" and self.world.state_of(video)) or (
             row.error == "start task not found"
             and video.start_task in self.world.agent.start_tasks)
-        return "7" if stranger and alive else None
+        return f"7:{row.error}" if stranger and alive else None
 
     def recognise_escape(self, o: Outcome) -> str | None:
         """Finding 3: a store call's transient error ends the whole pass (no summary)."""
         fired = next((f for f in o.process.fired if f.raised is o.error), None)
         if fired is not None and fired.method in STORE_METHODS:
-            return "3"
+            return f"3:{fired.method}"
         return None
 
     def recognise_stuck(self, row: VideoAsset, item: Item | None) -> str | None:
@@ -581,7 +585,7 @@ class VideopollModel(RuleBasedStateMachine):
         concurrent = [x for x in self.outcomes if x is not o
                       and isinstance(x.command, GenerateCmd) and x.lesson_id == o.lesson_id]
         new = all(r.id not in self.before for r in others)  # inserted during this step
-        return "8" if concurrent and new else None
+        return "8:twins" if concurrent and new else None
 
     def recognise_item(self, item: Item) -> str | None:
         """New finding N1: a row left `transferring` by a dead or misinformed poller (lease
@@ -593,13 +597,11 @@ class VideopollModel(RuleBasedStateMachine):
         if row.status is Status.TRANSFERRING and expired and item.state is Status.GENERATING \
                 and item.action is Action.NONE:
             return "N1"
-        # New finding N2: a row that began the pass `transferring` (an expired claim) and
-        # whose transfer is deferred is reported `transferring`; the release made it
-        # `finished` (the item keeps the status the pass started from).
-        was = self.before.get(item.asset_id)
-        if row.status is Status.FINISHED and item.state is Status.TRANSFERRING \
-                and item.action is Action.DEFERRED and was is not None \
-                and was.status is Status.TRANSFERRING:
+        # New finding N2: the item of a deferred transfer keeps the status the row had before
+        # the claim: `transferring` (an expired claim taken over) although the release made
+        # it `finished`, or `finished` although a failed release left it `transferring`.
+        if item.action is Action.DEFERRED \
+                and {item.state, row.status} == {Status.FINISHED, Status.TRANSFERRING}:
             return "N2"
         return None
 
@@ -613,7 +615,7 @@ class VideopollModel(RuleBasedStateMachine):
                           for m, _, r in o.process.results)
             lost = any(f.method == "start" and f.effect for f in o.process.fired)
             if started or lost:
-                return "8"
+                return "8:orphan"
         return None
 
 

@@ -50,10 +50,23 @@ def xfail(number: str, what: str) -> pytest.MarkDecorator:
                              reason=f"issue 12 finding {number}: {what}")
 
 
+@xfail("1", "a transferring row whose claim's answer was lost can never be failed")
+def test_finding_1_a_row_claimed_in_vain_can_still_be_failed(machine: StrictModel) -> None:
+    """As the machine found it: the answer to a claim is lost (a 502 after the claim took
+    effect), so the poller neither transfers nor releases the row; the file then leaves
+    GitHub. After the grace the row must end failed, not stay `transferring` for ever."""
+    with finding("1"):
+        machine.app_inserts_a_row(kind="normal")
+        machine.agent_moves(what="finish_with_file", which=0)
+        machine.run(cmds=[PollCmd(plan=(Fault("claim", 0, "server_error", "after"),))])
+        machine.github_changes(change="remove", which=0)
+        machine.settle()
+
+
 @xfail("1", "a transferring row left by a killed poller can never be failed")
 def test_finding_1_a_killed_pollers_row_can_still_be_failed(machine: StrictModel) -> None:
-    """A poller dies mid-upload; the agent then reports an error: the row must end failed,
-    not stay `transferring` for ever (mark_failed without the owner is refused)."""
+    """As the review described it: a poller dies mid-upload; the agent then reports an
+    error: the row must end failed (mark_failed without the owner is refused)."""
     with finding("1"):
         machine.app_inserts_a_row(kind="normal")
         machine.agent_moves(what="finish_with_file", which=0)
@@ -145,3 +158,15 @@ def test_finding_n2_a_deferred_takeover_reports_the_rows_real_state(machine: Str
         machine.run(cmds=[PollCmd(plan=(Fault("put", 0, "kill", "before"),))])
         machine.time_passes(seconds=301)
         machine.run(cmds=[PollCmd(plan=(Fault("open", 0, "server_error", "before"),))])
+
+
+@xfail("N2", "a deferred transfer whose release failed is reported finished, not transferring")
+def test_finding_n2_a_failed_release_reports_the_rows_real_state(machine: StrictModel
+                                                                 ) -> None:
+    """The download fails (a 502) and so does the release that follows: the row stays
+    `transferring` under our claim until the lease runs out; the item must say so."""
+    with finding("N2"):
+        machine.app_inserts_a_row(kind="normal")
+        machine.agent_moves(what="finish_with_file", which=0)
+        machine.run(cmds=[PollCmd(plan=(Fault("open", 0, "server_error", "before"),
+                                        Fault("release", 0, "server_error", "before")))])
