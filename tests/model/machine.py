@@ -44,7 +44,15 @@ symptom of each finding it has re-discovered (`recognise`) and records it (as a 
 `event` and in `SEEN`) instead of failing, as long as its number is in `KNOWN_FINDINGS`; the
 fix for finding N removes N from that set, and from then on the symptom fails the test. Any
 symptom not recognised fails at once: nothing unknown is hidden. Each recognised finding has
-a readable replay in `test_findings.py`, marked xfail(strict) until its fix lands.
+a readable replay in `test_findings.py`, marked xfail(strict) until its fix lands. Numbers
+"1".."11" are the human review's findings, "N1", "N2"... those this machine found alone.
+
+Limits of the model. It runs the engine and `generate` over the ports' fakes, so what lives
+in the adapters (retries, the OpenHands mapping, Supabase's row cap, CLI exit codes) is out
+of its reach. The world changes between steps, never in the middle of a pass (only the clock
+does, when a call hangs). A lease is never renewed: the engine renews every lease/3 seconds
+of real time, which never pass in fake time, so a hang past the lease looks like a renewal
+that failed (the store being unreachable for it), a case the engine must survive anyway.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_to
 PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
 CI = settings(phases=PHASES, max_examples=150, stateful_step_count=40, deadline=None,
               derandomize=True, database=None, suppress_health_check=QUIET, print_blob=True)
-LONG = settings(phases=PHASES, max_examples=2000, stateful_step_count=60, deadline=None,
+LONG = settings(phases=PHASES, max_examples=5000, stateful_step_count=60, deadline=None,
                 database=None, suppress_health_check=QUIET, print_blob=True)
 
 
@@ -40,4 +40,4 @@ def test_model_long_hunt_on_the_in_memory_store() -> None:
 @pytest.mark.timeout(3600)
 def test_model_long_hunt_on_the_local_store() -> None:
     run_state_machine_as_test(LocalStoreModel,
-                              settings=settings(LONG, max_examples=300, stateful_step_count=40))
+                              settings=settings(LONG, max_examples=500, stateful_step_count=40))
