@@ -12,7 +12,7 @@ from .machine import LocalStoreModel, VideopollModel
 QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 # No `explain` phase: on Python 3.11 it traces every line and takes minutes per failure.
 PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
-CI = settings(phases=PHASES, max_examples=150, stateful_step_count=40, deadline=None,
+CI = settings(phases=PHASES, max_examples=400, stateful_step_count=40, deadline=None,
               derandomize=True, database=None, suppress_health_check=QUIET, print_blob=True)
 LONG = settings(phases=PHASES, max_examples=5000, stateful_step_count=60, deadline=None,
                 database=None, suppress_health_check=QUIET, print_blob=True)
@@ -26,7 +26,7 @@ def test_model_on_the_in_memory_store() -> None:
 def test_model_on_the_local_store() -> None:
     """The same machine over SQLite and a folder, fewer examples."""
     run_state_machine_as_test(LocalStoreModel,
-                              settings=settings(CI, max_examples=20, stateful_step_count=25))
+                              settings=settings(CI, max_examples=40, stateful_step_count=25))
 
 
 @pytest.mark.slow
