@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from .errors import ArtifactError, AuthError, ConfigError, ServiceError, VideopollError
@@ -167,12 +167,21 @@ class Poller:
 
     async def _nobody_known(self, run: Pass, rows: list[VideoAsset], found: Sequence[object],
                             what: str) -> bool:
-        """Several ids, none known to OpenHands, some past the not-found grace: far more
-        likely a wrong key or server than every conversation gone at once, so fail none;
-        the rows wait and the pass reports it (exit 1)."""
-        if len(rows) < 2 or any(item is not None for item in found) or not any(
+        """No id known to OpenHands, some past the not-found grace: for several ids, far
+        more likely a wrong key or server than every conversation gone at once; for one, so
+        it is when the key sees no conversation at all (one search). Then fail none: the rows
+        wait and the pass reports it (exit 1)."""
+        if not rows or any(item is not None for item in found) or not any(
                 self._older_than(row, run.now, self.config.not_found_grace) for row in rows):
             return False
+        if len(rows) == 1:
+            try:
+                if await self.agent.visible():
+                    return False  # this account has conversations: that one is gone
+            except FATAL:
+                raise
+            except VideopollError:
+                pass  # cannot tell: better to wait a pass than to fail a good video
         await run.defer_all(rows, ServiceError(NOBODY_KNOWN.format(n=len(rows), what=what),
                                                  service="openhands"))
         return True
@@ -208,8 +217,14 @@ class Poller:
             await run.defer_all(asked, exc)
             return [], None
         found = [states.get(_normalise(r.conversation_id or "") or "") for r in asked]
-        if await self._nobody_known(run, asked, found, "conversations"):
-            return [], None
+        # Rows `generate` wrote are not known yet by design: they do not count here.
+        known_before = [(r, s) for r, s in zip(asked, found, strict=True)
+                        if r.status is not Status.STARTING]
+        if known_before and await self._nobody_known(
+                run, [r for r, _ in known_before], [s for _, s in known_before],
+                "conversations"):
+            asked = [r for r in asked if r.status is Status.STARTING]
+            found = [states.get(_normalise(r.conversation_id or "") or "") for r in asked]
         unread: dict[str, list[VideoAsset]] = {}  # lookups that failed, by what they said
         for row, state in zip(asked, found, strict=True):
             if state is not None and state.lookup_error:
@@ -241,8 +256,8 @@ class Poller:
         if state is None:
             if not self._older_than(row, run.now, self.config.not_found_grace):
                 run.wait(row, "conversation not visible yet")
-            elif row.status is Status.STARTING:  # written by generate, the start never landed
-                await run.fail(row, NEVER_STARTED)
+            elif row.status is Status.STARTING:  # written by generate; did its start land?
+                await self._lost_start(run, row)
             else:
                 await run.fail(row, "conversation not found")
             return None
@@ -260,9 +275,13 @@ class Poller:
                 limit = int(self.config.max_generation)
                 await run.fail(row, f"stuck: still generating after {limit}s")
             else:
-                if row.status is Status.FINISHED and not run.dry_run:
-                    await self.store.mark_generating(row.id)  # the agent went back to work
-                run.wait(row, "agent working", Status.GENERATING)
+                # The agent went back to work (it asked a question): so does the row, and a
+                # claim on it that nobody is using any more goes.
+                now_is = row.status
+                if row.status is not Status.GENERATING and (
+                        run.dry_run or await self.store.mark_generating(row.id, self.owner)):
+                    now_is = Status.GENERATING
+                run.wait(row, "agent working", now_is)
         elif row.status is Status.GENERATING:
             if run.dry_run or await self.store.mark_finished(row.id):
                 return replace(row, status=Status.FINISHED, finished_at=run.now)
@@ -270,6 +289,21 @@ class Poller:
         else:
             return replace(row, finished_at=row.finished_at or run.now)
         return None
+
+    async def _lost_start(self, run: Pass, row: VideoAsset) -> None:
+        """A row `generate` wrote, whose start's answer never came back and whose
+        conversation is still unknown: the start task that echoes its conversation id says
+        whether the start arrived (then follow the task) or not (then the row fails)."""
+        task = await self.agent.find_start(row.conversation_id or "",
+                                           row.age_from - timedelta(minutes=5))
+        if task is None:
+            await run.fail(row, NEVER_STARTED)
+        elif task.state is Status.FAILED:
+            await run.fail(row, f"agent could not start: {task.detail}")
+        elif run.dry_run or await self.store.record_start(row.id, task.id):
+            run.wait(row, f"agent starting ({task.status})")
+        else:
+            run.note(row, row.status, Action.SKIPPED, "changed by another poller")
 
     async def _collect(self, run: Pass, rows: list[VideoAsset], listing: Awaitable[Refs]
                        ) -> None:

@@ -67,7 +67,9 @@ def _each(event: Event, sources: frozenset[Status] | Status, guard: Guard,
 # and the contract suite tests every store against every line. Liveness: a row left
 # transferring by a killed poller can be failed, released or claimed by anyone once its lease
 # has run out. The SAME lines make a repeated call (a retry after a lost answer) report what
-# it did the first time instead of "changed by another poller".
+# it did the first time instead of "changed by another poller" — only where no outcome is
+# counted: two pollers failing (or storing) the same row must not both count it, and the
+# store cannot tell a repeat of one's own call from another poller's.
 TRANSITIONS: tuple[Transition, ...] = (
     *_each(Event.START, Status.STARTING, Guard.NONE, Status.STARTING),
     *_each(Event.RESOLVE, Status.STARTING, Guard.NONE, Status.GENERATING),
@@ -75,6 +77,10 @@ TRANSITIONS: tuple[Transition, ...] = (
     *_each(Event.FINISH, Status.GENERATING, Guard.NONE, Status.FINISHED),
     *_each(Event.FINISH, Status.FINISHED, Guard.SAME, Status.FINISHED),
     *_each(Event.REOPEN, Status.FINISHED, Guard.NONE, Status.GENERATING),
+    # A claim nobody is using any more (run out, or the caller's own) follows the agent
+    # back to work: the row is generating again, unclaimed, its finished_at cleared.
+    *_each(Event.REOPEN, Status.TRANSFERRING, Guard.HOLDER, Status.GENERATING),
+    *_each(Event.REOPEN, Status.TRANSFERRING, Guard.EXPIRED, Status.GENERATING),
     *_each(Event.CLAIM, Status.FINISHED, Guard.NONE, Status.TRANSFERRING),
     *_each(Event.CLAIM, Status.TRANSFERRING, Guard.EXPIRED, Status.TRANSFERRING),
     *_each(Event.CLAIM, Status.TRANSFERRING, Guard.LIVE, Status.TRANSFERRING),
@@ -82,11 +88,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     *_each(Event.RELEASE, Status.TRANSFERRING, Guard.HOLDER, Status.FINISHED),
     *_each(Event.RELEASE, Status.TRANSFERRING, Guard.EXPIRED, Status.FINISHED),
     *_each(Event.READY, Status.TRANSFERRING, Guard.LIVE, Status.READY),
-    *_each(Event.READY, Status.READY, Guard.SAME, Status.READY),
     *_each(Event.FAIL, PENDING - {Status.TRANSFERRING}, Guard.NONE, Status.FAILED),
     *_each(Event.FAIL, Status.TRANSFERRING, Guard.HOLDER, Status.FAILED),
     *_each(Event.FAIL, Status.TRANSFERRING, Guard.EXPIRED, Status.FAILED),
-    *_each(Event.FAIL, Status.FAILED, Guard.SAME, Status.FAILED),
 )
 # Which column an event writes its `value` to: what SAME compares.
 EVENT_VALUE = {Event.START: "start_task_id", Event.RESOLVE: "conversation_id",
@@ -120,7 +124,7 @@ def effects(change: Change, now: datetime) -> dict[str, Any]:
         Event.START: {"start_task_id": change.value},
         Event.RESOLVE: {} if change.value is None else {"conversation_id": change.value},
         Event.FINISH: {"finished_at": now},
-        Event.REOPEN: {"finished_at": None},
+        Event.REOPEN: {"finished_at": None, **_UNCLAIMED},
         Event.CLAIM: {"claimed_by": change.owner, "claimed_until": lease},
         Event.RENEW: {"claimed_until": lease},
         Event.RELEASE: _UNCLAIMED,

@@ -3,6 +3,7 @@ settle a row (defer, fail) so every outcome is counted exactly once."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from .errors import AuthError, ServiceError, VideopollError
@@ -24,6 +25,12 @@ class Pass:
         changed = self.now if state is not row.status else row.updated_at
         self.items[row.id] = Item(row.id, row.lesson_id, row.conversation_id, state, action,
                                   detail, row.created_at, changed)
+
+    def restate(self, row: VideoAsset, state: Status) -> None:
+        """The row's item keeps its action and detail; the row is now `state`."""
+        item = self.items.get(row.id)
+        if item is not None and item.state is not state:
+            self.items[row.id] = replace(item, state=state, changed_at=self.now)
 
     def error(self, row: VideoAsset | None, exc: VideopollError, service: str = "") -> None:
         service = getattr(exc, "service", "") or service or "videopoll"

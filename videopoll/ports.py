@@ -32,6 +32,11 @@ class AgentAPI(Protocol):
         """Progress of start tasks (None: unknown)."""
         ...
 
+    async def visible(self) -> bool:
+        """Whether this key sees any conversation at all: one of another account (or
+        another server) sees none of ours."""
+        ...
+
     async def find_start(self, conversation_id: str, since: datetime) -> StartTask | None:
         """The start task (made since `since`) of a start that asked for `conversation_id`:
         how a start whose answer was lost is recognised."""
@@ -87,7 +92,7 @@ class Store(Protocol):
         """generating -> finished, stamping finished_at."""
         ...
 
-    async def mark_generating(self, asset_id: str) -> bool:
+    async def mark_generating(self, asset_id: str, owner: str | None = None) -> bool:
         """finished -> generating (the agent went back to work); clears finished_at."""
         ...
 

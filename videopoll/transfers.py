@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .errors import (
@@ -61,39 +62,40 @@ class Transfers:
                 raise
             await run.defer(row, exc, record=False)
             return
+        row = replace(row, status=Status.TRANSFERRING)  # ours now: what every note says
         try:
             await self._copy_under_lease(row, ref, key)
             stored = await self.store.mark_ready(row.id, self.owner, key)
         except (ConfigError, AuthError):
-            await self._release(row)
+            await self._release(run, row)
             raise
         except (ContentMismatch, ArtifactMissing) as exc:
             # Bytes that never match, or a listed file that cannot be had: counted, and
             # after VIDEOPOLL_MAX_ATTEMPTS the video fails instead of waiting forever.
             count = await run.defer(row, exc, mismatch=True)
             if count >= self.config.max_attempts:
-                await self._settle(run.fail(row, f"{exc.message} ({count} attempts)",
-                                            self.owner), row)
+                await self._settle(run, run.fail(row, f"{exc.message} ({count} attempts)",
+                                                 self.owner), row)
             else:
-                await self._release(row)
+                await self._release(run, row)
         except ArtifactError as exc:
             if exc.transient:
                 await run.defer(row, exc)
-                await self._release(row)
+                await self._release(run, row)
             else:
-                await self._settle(run.fail(row, exc.message, self.owner), row)
+                await self._settle(run, run.fail(row, exc.message, self.owner), row)
         except LeaseLost as exc:
             run.note(row, Status.TRANSFERRING, Action.SKIPPED, exc.message)
         except VideopollError as exc:  # the store or GitHub failed: try again next pass
             await run.defer(row, exc)
-            await self._release(row)
+            await self._release(run, row)
         else:
             if stored:
                 run.note(row, Status.READY, Action.STORED, f"stored {key} ({ref.size} bytes)")
             else:
                 run.note(row, Status.TRANSFERRING, Action.SKIPPED, LeaseLost().message)
 
-    async def _settle(self, failing: Awaitable[None], row: VideoAsset) -> None:
+    async def _settle(self, run: Pass, failing: Awaitable[None], row: VideoAsset) -> None:
         """Fail a row we hold; if the store cannot be told, hand the claim back rather than
         leave the row held until the lease runs out."""
         try:
@@ -101,12 +103,14 @@ class Transfers:
         except (ConfigError, AuthError):
             raise
         except VideopollError:
-            await self._release(row)
+            await self._release(run, row)
             raise
 
-    async def _release(self, row: VideoAsset) -> None:
+    async def _release(self, run: Pass, row: VideoAsset) -> None:
+        """Hand the claim back; the row's item then says `finished`, as the row does."""
         try:
-            await self.store.release(row.id, self.owner)
+            if await self.store.release(row.id, self.owner):
+                run.restate(row, Status.FINISHED)
         except ServiceError:
             pass  # the lease runs out on its own; the row is claimable again then
 

@@ -40,9 +40,10 @@ class Transitions(ABC):
         """generating -> finished, stamping finished_at."""
         return await self._one(Change(asset_id, Event.FINISH))
 
-    async def mark_generating(self, asset_id: str) -> bool:
-        """finished -> generating (the agent went back to work); clears finished_at."""
-        return await self._one(Change(asset_id, Event.REOPEN))
+    async def mark_generating(self, asset_id: str, owner: str | None = None) -> bool:
+        """finished -> generating (the agent went back to work); clears finished_at. A
+        transferring row too, by its holder or once its lease ran out: the claim goes."""
+        return await self._one(Change(asset_id, Event.REOPEN, owner=owner))
 
     async def claim(self, asset_id: str, owner: str, lease_s: float) -> bool:
         """finished (or transferring with a lease run out) -> transferring, held by owner."""

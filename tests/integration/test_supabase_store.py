@@ -100,8 +100,7 @@ async def test_guarded_transitions_refuse_wrong_states_and_owners(seed: Seed,
     assert (done.status, done.storage_path, done.claimed_by) == (Status.READY, "videos/x.mp4",
                                                                  None)
     assert not await store.mark_failed(starting, "too late")
-    assert await store.mark_ready(starting, B, "videos/x.mp4")  # repeated: it is done
-    assert not await store.mark_ready(starting, B, "videos/other.mp4")
+    assert not await store.mark_ready(starting, B, "videos/x.mp4")  # counted once, by B
     held = seed.asset(status="finished")
     assert await store.claim(held, A, 60)
     assert not await store.mark_failed(held, "boom")  # transferring: only its holder

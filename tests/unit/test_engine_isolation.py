@@ -87,7 +87,7 @@ async def test_a_listed_file_whose_bytes_are_gone_fails_after_max_attempts(
     """An LFS pointer pushed without its object is not deferred forever: each try counts,
     and after VIDEOPOLL_MAX_ATTEMPTS the video fails with the reason."""
     row = world.video(Status.FINISHED, file=MP4, lfs=True)
-    world.artifacts.vanish(row.github_path or "")
+    world.artifacts.missing_object(row.github_path or "")
     for attempt in range(1, 4):
         summary = await world.poll()
         status = world.row(row.id).status
@@ -95,7 +95,7 @@ async def test_a_listed_file_whose_bytes_are_gone_fails_after_max_attempts(
             assert status is Status.FINISHED and summary.items[0].action is Action.DEFERRED
         else:
             assert status is Status.FAILED
-            assert "missing" in (world.row(row.id).error or "")
+            assert "unavailable" in (world.row(row.id).error or "")
             assert "(3 attempts)" in (world.row(row.id).error or "")
 
 

@@ -98,11 +98,25 @@ async def test_agent_errors_fail_the_row_with_the_agents_reason(world: World) ->
 
 
 async def test_unknown_conversation_waits_five_minutes_then_fails(world: World) -> None:
+    """The account has conversations (this key sees them), just not this one any more."""
+    world.agent.set("e" * 32, Status.GENERATING)  # some other conversation of the account
     row = world.video(None)
     assert (await world.poll()).still_generating == 1
     world.clock.advance(300)
     await world.poll()
     assert world.row(row.id).error == "conversation not found"
+
+
+async def test_one_unknown_conversation_of_a_key_that_sees_none_is_not_failed(
+        world: World) -> None:
+    """One pending video, and the key sees no conversation at all: a key of another account
+    (or another server) far more likely than a video lost, so it waits, and says why."""
+    row = world.video(None)
+    world.clock.advance(300)
+    summary = await world.poll()
+    assert world.row(row.id).status is Status.GENERATING
+    assert "knows none of the 1 pending conversations" in summary.errors[0].detail
+    assert world.agent.count("visible") == 1
 
 
 async def test_malformed_ids_and_unsafe_paths_fail_without_requests(world: World) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from videopoll.errors import ConfigError, ServerError, ShortBody
+from videopoll.errors import ArtifactMissing, ConfigError, ServerError, ShortBody
 from videopoll.model import AgentState, Status
 from videopoll.ports import AgentAPI, ArtifactSource, Store
 from videopoll.testing import (
@@ -147,6 +147,38 @@ async def test_download_switches_spoil_the_bytes() -> None:
         async for piece in artifacts.open(ref):
             got.append(piece)
     assert len(b"".join(got)) == 2000
+
+
+async def test_a_missing_lfs_object_is_listed_but_cannot_be_downloaded() -> None:
+    """The pointer is in the tree, the LFS server lacks the object: the listing still shows
+    the file and every download fails as the adapter reports it (ArtifactMissing, which the
+    engine counts), until the file is committed again."""
+    data = fake_mp4(3000)
+    artifacts = FakeArtifacts({"videos/v.mp4": data})
+    artifacts.missing_object("videos/v.mp4")
+    ref = (await artifacts.find(["videos/v.mp4"]))["videos/v.mp4"]
+    assert ref is not None and ref.lfs
+    for _ in range(2):
+        with pytest.raises(ArtifactMissing, match="LFS object .* unavailable"):
+            await read(artifacts.open(ref))
+    artifacts.add("videos/v.mp4", data)
+    assert b"".join(await read(artifacts.open(ref))) == data
+
+
+async def test_a_broken_lookup_leaves_only_that_conversation_undecided() -> None:
+    """As the OpenHands adapter does when one conversation's events lookup fails: that id
+    comes back with its lookup error, the others as they are."""
+    agent = FakeAgent()
+    agent.set("a" * 32, Status.GENERATING)
+    agent.set("b" * 32, Status.FINISHED)
+    agent.break_lookup("b" * 32)
+    got = await agent.states(["a" * 32, "b" * 32])
+    assert got["a" * 32] is not None and got["a" * 32].lookup_error is None
+    broken = got["b" * 32]
+    assert broken is not None and "events of b" in (broken.lookup_error or "")
+    agent.heal_lookup("b" * 32)
+    healed = (await agent.states(["b" * 32]))["b" * 32]
+    assert healed is not None and healed.state is Status.FINISHED
 
 
 async def test_artifact_faults_fire_when_the_stream_starts() -> None:

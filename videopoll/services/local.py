@@ -192,7 +192,9 @@ class LocalStore(Transitions):
         return True
 
     async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
-        rows = self._update(asset_id, "error = :error, attempts = attempts + 1", "1",
+        # Pending rows only: a row a repeated call already failed keeps its reason.
+        rows = self._update(asset_id, "error = :error, attempts = attempts + 1",
+                            f"status in ({PENDING_SQL})",
                             book="mismatches = mismatches + 1" if mismatch else None,
                             create=True, error=error)
         return int(rows[0]["mismatches"]) if rows else 0

@@ -255,6 +255,12 @@ class OpenHandsAgent:
         return {i: map_task(item) if isinstance(item, dict) else None
                 for i, item in zip(ids, items, strict=True)}
 
+    async def visible(self) -> bool:
+        body = await self._get("/api/v1/app-conversations/search", {"limit": 1},
+                               what="conversation search")
+        items = body.get("items") if isinstance(body, dict) else None
+        return bool(items)
+
     async def find_start(self, conversation_id: str, since: datetime) -> StartTask | None:
         """The start task of a start that asked for `conversation_id`, if one arrived: the
         task echoes its request, so recent tasks are searched (newest first) for it."""

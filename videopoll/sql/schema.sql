@@ -276,7 +276,7 @@ begin
     elsif c.event = 'renew' then
       update public.videopoll_assets v
          set claimed_until = stamp + make_interval(secs => c.lease_s) where v.asset_id = c.id;
-    elsif c.event in ('release', 'fail') then
+    elsif c.event in ('release', 'fail', 'reopen') then
       update public.videopoll_assets v set claimed_by = null, claimed_until = null
        where v.asset_id = c.id;
     elsif c.event = 'ready' then  -- the upload it may have resumed is done: forget it too

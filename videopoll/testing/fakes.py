@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import ArtifactMissing, ShortBody
+from ..errors import ArtifactMissing, ServerError, ShortBody
 from ..model import AgentState, ArtifactRef, StartTask, Status
 from .faults import Recorder
 
@@ -64,6 +64,7 @@ class FakeAgent(Recorder):
         self.start_tasks: dict[str, StartTask] = {}
         self.planned: dict[str, str] = {}  # start task -> the conversation id asked for
         self.started: list[dict[str, Any]] = []  # every start request, secrets included
+        self.broken: dict[str, BaseException] = {}  # conversation id -> its lookup's error
 
     def set(self, conversation_id: str, state: AgentState | Status | None) -> None:
         """What the agent says about a conversation; None makes it unknown (null)."""
@@ -74,19 +75,37 @@ class FakeAgent(Recorder):
         else:
             self.conversations[conversation_id] = _SHORTHAND[state]
 
+    def break_lookup(self, conversation_id: str, exc: BaseException | None = None) -> None:
+        """The follow-up lookup of one conversation fails until `heal_lookup` (say its
+        events endpoint answers 500 while its sandbox is PAUSED). As the OpenHands adapter
+        does, that conversation alone is undecided (`lookup_error`); a non-service `exc`
+        (a bug, a kill) is raised instead."""
+        self.broken[conversation_id] = exc or ServerError(
+            f"openhands: events of {conversation_id} failed (HTTP 500)", service="openhands",
+            status=500)
+
+    def heal_lookup(self, conversation_id: str) -> None:
+        self.broken.pop(conversation_id, None)
+
     def reset(self) -> None:
         self.reset_calls()
         self.conversations.clear()
         self.start_tasks.clear()
         self.planned.clear()
         self.started.clear()
+        self.broken.clear()
 
     async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
         out: dict[str, AgentState | None] = {}
         for batch in _batches(list(conversation_ids), STATES_BATCH):
             self._record("states", *batch)
             self._fault("states")
-            out.update((cid, self.conversations.get(cid)) for cid in batch)
+            for cid in batch:
+                broken = self.broken.get(cid)
+                if broken is not None and not isinstance(broken, ServerError):
+                    raise broken
+                out[cid] = self.conversations.get(cid) if broken is None else AgentState(
+                    Status.GENERATING, lookup_error=str(broken))
         return out
 
     async def start(self, *, prompt: str, repository: str, branch: str, title: str,
@@ -111,6 +130,11 @@ class FakeAgent(Recorder):
             self._fault("resolve")
             out.update((sid, self.start_tasks.get(sid)) for sid in batch)
         return out
+
+    async def visible(self) -> bool:
+        self._record("visible")
+        self._fault("visible")
+        return bool(self.conversations)
 
     async def find_start(self, conversation_id: str, since: datetime) -> StartTask | None:
         self._record("find_start", conversation_id)
@@ -164,12 +188,13 @@ class FakeArtifacts(Recorder):
         self.files: dict[str, bytes] = dict(files or {})
         self.lfs = lfs
         self.lfs_of: dict[str, bool] = {}  # per-path choice, over the `lfs` default
+        self.missing: set[str] = set()  # LFS pointers whose object the LFS server lacks
         self.chunk_size = chunk_size
         self._tampers: dict[str, _Tamper] = {}
-        self.missing: set[str] = set()
 
     def add(self, path: str, data: bytes, *, lfs: bool | None = None) -> ArtifactRef:
         self.files[path] = data
+        self.missing.discard(path)
         if lfs is not None:
             self.lfs_of[path] = lfs
         return self.ref(path)
@@ -180,6 +205,16 @@ class FakeArtifacts(Recorder):
             return ArtifactRef(path=path, sha=git_blob_sha(lfs_pointer(data)), size=len(data),
                                lfs_oid=hashlib.sha256(data).hexdigest())
         return ArtifactRef(path=path, sha=git_blob_sha(data), size=len(data))
+
+    def missing_object(self, path: str) -> None:
+        """The tree holds the LFS pointer of `path` but the LFS server lacks its object (the
+        push of the object failed): the listing still shows the file, and every download
+        fails as the GitHub adapter fails on a per-object error in the LFS batch answer
+        (ArtifactMissing: counted, then the video fails), until `add` commits it again."""
+        if path not in self.files:
+            raise KeyError(path)
+        self.lfs_of[path] = True
+        self.missing.add(path)
 
     def corrupt(self, path: str, *, times: int | None = None) -> None:
         """Flip one byte in the middle: right size, wrong hash."""
@@ -198,15 +233,11 @@ class FakeArtifacts(Recorder):
         """Raise `exc` (default ShortBody) after `nbytes` bytes: the connection broke."""
         self._tampers[path] = _Tamper("break", keep=nbytes, exc=exc or ShortBody(), times=times)
 
-    def vanish(self, path: str) -> None:
-        """The listing keeps naming the file but its bytes are gone (an LFS pointer pushed
-        without its object, a blob GitHub no longer serves)."""
-        self.missing.add(path)
-
     def reset(self) -> None:
         self.reset_calls()
         self.files.clear()
         self.lfs_of.clear()
+        self.missing.clear()
         self._tampers.clear()
         self.missing.clear()
 
@@ -243,8 +274,13 @@ class FakeArtifacts(Recorder):
     async def _stream(self, ref: ArtifactRef) -> AsyncIterator[bytes]:
         # Faults fire on first iteration: a streaming client sends its request then.
         self._fault("open")
-        if ref.path not in self.files or ref.path in self.missing:
-            raise ArtifactMissing(f"github: {ref.path} is listed but its bytes are missing")
+        # What the GitHub adapter raises for a blob that 404s or an LFS object the server
+        # lacks: counted by the engine, then the video fails.
+        if ref.path not in self.files:
+            raise ArtifactMissing(f"github: {ref.path} is listed but its blob is missing")
+        if ref.path in self.missing:
+            raise ArtifactMissing(f"github: {ref.path}: LFS object {ref.lfs_oid} unavailable: "
+                                  "Object does not exist")
         data, exc = self._spoil(ref.path, self.files[ref.path])
         for start in range(0, len(data), self.chunk_size):
             yield data[start:start + self.chunk_size]

@@ -144,7 +144,8 @@ class InMemoryStore(Recorder, Transitions):
 
     @recorded
     async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
-        row = self._move(asset_id, lambda r: True)
+        # Pending rows only, as the SQL stores: a failed row keeps its reason.
+        row = self._move(asset_id, lambda r: r.status in PENDING)
         if row is None:
             return 0
         row.error = error
