@@ -34,6 +34,21 @@ def as_hex(raw: str) -> str:
     return uuid.UUID(raw).hex
 
 
+# The event log of a conversation whose agent finished (or failed) at its first step, as the
+# real app server (OpenHands 1.11.0) records it: `kind` or `kind:key` for state updates.
+# The stand-in writes the same sequence; tests/real checks it against the real server.
+_START = ("ConversationStateUpdateEvent:full_state", "SystemPromptEvent", "MessageEvent",
+          "ConversationStateUpdateEvent:last_user_message_id",
+          "ConversationStateUpdateEvent:execution_status")
+SHORT_RUN_KINDS = {
+    "finished": (*_START, "ConversationStateUpdateEvent:stats",
+                 "ConversationStateUpdateEvent:stats", "ActionEvent", "ObservationEvent",
+                 "ConversationStateUpdateEvent:execution_status",
+                 "ConversationStateUpdateEvent:full_state"),
+    "error": (*_START, "ConversationStateUpdateEvent:execution_status", "ConversationErrorEvent",
+              "ConversationStateUpdateEvent:full_state"),
+}
+
 _event_lock = threading.Lock()
 _last_event = datetime.min
 
