@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from videopoll.sandbox.mp4 import make_mp4
-from videopoll.sandbox.openhands_state import SHORT_RUN_KINDS
+from videopoll.sandbox.openhands_events import SHORT_RUN_KINDS
 from videopoll.services.http import Budget, make_client
 from videopoll.services.openhands import OpenHandsAgent, auth_headers
 
