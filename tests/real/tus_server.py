@@ -29,13 +29,15 @@ class RealTus:
         self._lines: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._port = threading.Event()
+        self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 30) -> RealTus:
         self.data.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["node", str(SCRIPT), str(self.modules), str(self.data), self.key],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.work)
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         if not self._port.wait(timeout):
             self.stop()
             raise RuntimeError(f"the tus server did not start in {timeout:.0f} s: {self._lines}")
@@ -73,3 +75,7 @@ class RealTus:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
+        if self._reader is not None:
+            self._reader.join(5)  # it ends at the pipe's end of file
+        if self.process.stdout is not None:
+            self.process.stdout.close()
