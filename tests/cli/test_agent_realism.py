@@ -14,8 +14,8 @@ from .conftest import Stack
 
 def test_a_running_sandbox_without_a_status_is_decided_by_its_events(stack: Stack,
                                                                       video: bytes) -> None:
-    """RUNNING with a null execution_status (the server lost touch with the agent after a
-    second start of its id) whose events say finished: the video is stored, not waited on."""
+    """RUNNING with a null execution_status (the server could not get it from the agent
+    server) whose events say finished: the video is stored, not waited on."""
     asset, cid, _ = stack.video("RUNNING", "finished", commit=video)
     stack.sandbox.openhands.set_state(cid, execution_status=None)
     result = stack.cli("poll", "--json")

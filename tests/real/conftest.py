@@ -23,12 +23,15 @@ from ..cli.conftest import LocalSeed, Result
 from .openhands_server import REPOSITORY, RealOpenHands
 from .tus_server import RealTus
 
+# Read at import: the autouse `hermetic` fixture removes VIDEOPOLL_* variables from each test.
+_SETUP = {name: os.environ.get(name, "") for name in (
+    "VIDEOPOLL_REAL_SKIP", "VIDEOPOLL_REAL_OPENHANDS_PYTHON", "VIDEOPOLL_REAL_TUS_DIR")}
+
 
 def _setup(variable: str) -> str:
-    if reason := os.environ.get("VIDEOPOLL_REAL_SKIP"):
+    if reason := _SETUP["VIDEOPOLL_REAL_SKIP"]:
         pytest.skip(f"real tier: {reason}")
-    value = os.environ.get(variable)
-    if not value:
+    if not (value := _SETUP[variable]):
         pytest.skip("real tier not set up: scripts/test --real installs the real servers")
     return value
 

@@ -6,8 +6,9 @@ conversation's first user message (videopoll's prompt, which carries the lesson 
 
 - a message containing `FAIL_MARKER` is refused with HTTP 400 and `REFUSAL` as the error
   message, so the agent ends in `error` with that wording in its ConversationErrorEvent;
-- a message containing `HOLD_MARKER` is answered only after `release()`, so a test can see
-  the conversation running first;
+- a message containing `hold(name)` is answered only after `release(name)`, so a test can
+  see the conversation running first (`HOLD_MARKER` is `hold("default")`); a message that
+  is held and refused is refused once released;
 - anything else is answered at once.
 
 Requests without tools (the server titling a conversation, for instance) get a short text
@@ -17,6 +18,7 @@ answer. Streaming (`stream: true`, as OpenHands asks) and plain answers are both
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -24,7 +26,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAIL_MARKER = "[scripted:fail]"
-HOLD_MARKER = "[scripted:hold]"
+
+
+def hold(name: str) -> str:
+    return f"[scripted:hold:{name}]"
+
+
+HOLD_MARKER = hold("default")
+_HOLD = re.compile(r"\[scripted:hold:([\w-]+)\]")
 REFUSAL = "scripted refusal: this lesson cannot be rendered"
 MODEL = "scripted-agent"
 
@@ -45,7 +54,7 @@ class ScriptedLLM:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        self._gate = threading.Event()
+        self._gates: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"llm": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -62,20 +71,24 @@ class ScriptedLLM:
         return self
 
     def stop(self) -> None:
-        self._gate.set()
+        with self._lock:
+            for gate in self._gates.values():
+                gate.set()
         self._server.shutdown()
         self._server.server_close()
 
-    def release(self) -> None:
-        """Let held conversations finish."""
-        self._gate.set()
+    def gate(self, name: str) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(name, threading.Event())
+
+    def release(self, name: str = "default") -> None:
+        """Let the conversations held under `name` go on."""
+        self.gate(name).set()
 
     def record(self, body: dict[str, Any]) -> None:
         with self._lock:
             self.requests.append(body)
 
-    def wait_gate(self, timeout: float) -> None:
-        self._gate.wait(timeout)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -112,12 +125,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.llm.record(body)
         prompt = _first_user_text(body)
         tools = {t.get("function", {}).get("name") for t in body.get("tools") or []}
+        if "finish" in tools and (held := _HOLD.search(prompt)):
+            self.llm.gate(held.group(1)).wait(timeout=300)
         if FAIL_MARKER in prompt:
             self._json(400, {"error": {"message": REFUSAL, "type": "invalid_request_error",
                                        "code": "scripted_refusal", "param": None}})
             return
-        if "finish" in tools and HOLD_MARKER in prompt:
-            self.llm.wait_gate(timeout=300)
         message: dict[str, Any] = {"role": "assistant", "content": None}
         if "finish" in tools:
             message["tool_calls"] = [{

@@ -25,7 +25,7 @@ from videopoll.services.http import Budget, make_client
 from videopoll.services.openhands import OpenHandsAgent, auth_headers
 
 from .conftest import World
-from .llm import FAIL_MARKER, HOLD_MARKER, REFUSAL
+from .llm import FAIL_MARKER, HOLD_MARKER, REFUSAL, hold
 from .openhands_server import RealOpenHands
 
 pytestmark = pytest.mark.real
@@ -190,13 +190,15 @@ def test_an_agent_error_fails_the_row_with_the_real_wording(world: World) -> Non
     """The LLM refuses: the conversation ends `error`; poll fails the row with the text of
     the real ConversationErrorEvent."""
     server = world.openhands
-    lesson = world.seed.lesson(f"Volcanoes {FAIL_MARKER}")
+    lesson = world.seed.lesson(f"Volcanoes {FAIL_MARKER} {hold('volcanoes')}")
     started = world.cli("generate", lesson, "--wait", "--json",
                         VIDEOPOLL_INTERVAL="12")  # --wait gives up after 10 intervals
     assert started.code == 0, started.err
     cid = started.json["conversation_id"]
     assert cid, started.json
     SEEN["error"] = cid
+    server.wait_execution(cid, {"running"})
+    server.llm.release("volcanoes")
     server.wait_execution(cid, {"error"})
     polled = world.cli("poll", "--json")
     assert polled.code == 0, polled.err
@@ -262,19 +264,36 @@ def test_starting_a_gone_conversation_id_again_runs_it_again(openhands: RealOpen
     assert after[:len(before)] == before and len(after) > len(before)
 
 
-def test_starting_a_live_conversation_id_again_fails_and_blinds_the_first(
-        openhands: RealOpenHands) -> None:
-    """A second start with the conversation_id of a conversation whose agent server is
-    still running ends ERROR (the new agent server answers 500), and from then on the
-    batch reports the first one RUNNING with a null execution_status."""
-    cid = needs("error")
-    assert openhands.conversation(cid)["execution_status"] == "error"  # type: ignore[index]
-    task = openhands.start_conversation("a second start", conversation_id=cid)
-    done = openhands.wait_task(task["id"])
+def test_starting_a_running_conversation_id_again_fails_and_blinds_the_first(
+        world: World) -> None:
+    """A second start with the conversation_id of a conversation whose agent is at work ends
+    ERROR (a second agent server under the same sandbox id answers 500), and the first is
+    lost to the server: the batch says RUNNING with a null execution_status and its events
+    stop, even after its agent finishes. videopoll can only keep it generating."""
+    server = world.openhands
+    cid = uuid.uuid4().hex  # chosen by the client, as an idempotent start would
+    first = server.start_conversation(f"a long job {hold('busy')}", conversation_id=cid)
+    assert server.wait_task(first["id"])["app_conversation_id"] == cid
+    running = server.wait_execution(cid, {"running"})
+    agent = (running["conversation_url"], {"X-Session-API-Key": running["session_api_key"]})
+    second = server.start_conversation("a second start", conversation_id=cid)
+    done = server.wait_task(second["id"])
     assert done["status"] == "ERROR" and done["app_conversation_id"] is None
     assert done["detail"].startswith("Server error '500 Internal Server Error' for url "
                                      "'http://localhost:"), done["detail"]
     assert done["detail"].split("\n")[0].endswith("/api/conversations'")
-    blind = openhands.conversation(cid)
+    server.llm.release("busy")
+    deadline = time.monotonic() + 30
+    while httpx.get(agent[0], headers=agent[1]).json()["execution_status"] != "finished":
+        assert time.monotonic() < deadline, "the first agent did not finish"
+        time.sleep(0.5)
+    time.sleep(5)  # ample for its webhooks, were they accepted
+    blind = server.conversation(cid)
     assert blind is not None
     assert (blind["sandbox_status"], blind["execution_status"]) == ("RUNNING", None)
+    statuses = [e["value"] for e in server.events(cid) if e.get("key") == "execution_status"]
+    assert statuses == ["running"]
+    status = world.cli("status", cid, "--json")
+    assert status.code == 0, status.err
+    assert status.json["agent"] == {"sandbox_status": "RUNNING", "execution_status": None,
+                                    "state": "generating"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any
 
@@ -98,8 +97,8 @@ def test_newest_status_reads_status_events_and_snapshots(events: list[dict[str, 
     assert newest_status(events) == expected
 
 
-def _agent_error_state(state_events: list[dict[str, Any]],
-                       error_events: list[dict[str, Any]]) -> tuple[Any, list[str]]:
+async def _agent_error_state(state_events: list[dict[str, Any]],
+                             error_events: list[dict[str, Any]]) -> tuple[Any, list[str]]:
     """states() of one RUNNING/error conversation over a scripted transport."""
     asked: list[str] = []
 
@@ -112,26 +111,25 @@ def _agent_error_state(state_events: list[dict[str, Any]],
         items = state_events if kind == "ConversationStateUpdateEvent" else error_events
         return httpx.Response(200, json={"items": items, "next_page_id": None})
 
-    async def go() -> Any:
-        client = make_client("openhands", "http://oh.test", calls=Counter(),
-                             transport=httpx.MockTransport(answer))
-        async with client:
-            return (await OpenHandsAgent(client, Budget()).states(["a" * 32]))["a" * 32]
-
-    return asyncio.run(go()), asked
+    client = make_client("openhands", "http://oh.test", calls=Counter(),
+                         transport=httpx.MockTransport(answer))
+    async with client:
+        state = (await OpenHandsAgent(client, Budget()).states(["a" * 32]))["a" * 32]
+    return state, asked
 
 
-def test_an_error_with_its_event_fails_with_its_words() -> None:
+async def test_an_error_with_its_event_fails_with_its_words() -> None:
     """One lookup: the error event's detail is the reason."""
-    state, asked = _agent_error_state([], [{"code": "LLMError", "detail": "quota  exceeded"}])
+    state, asked = await _agent_error_state([], [{"code": "LLMError", "detail": "quota  exceeded"}])
     assert (state.state, state.reason) == (X, "quota exceeded")
     assert asked == ["batch", "ConversationErrorEvent"]
 
 
-def test_an_error_whose_events_lag_waits() -> None:
+async def test_an_error_whose_events_lag_waits() -> None:
     """No error event yet and a log that still says running: the webhook is behind, so
     the row keeps generating for a pass instead of failing without the agent's words."""
-    state, asked = _agent_error_state([{"key": "execution_status", "value": "running"}], [])
+    state, asked = await _agent_error_state([{"key": "execution_status", "value": "running"}],
+                                            [])
     assert (state.state, state.reason) == (G, None)
     assert asked == ["batch", "ConversationErrorEvent", "ConversationStateUpdateEvent"]
 
@@ -140,8 +138,8 @@ def test_an_error_whose_events_lag_waits() -> None:
     [],  # a server whose agents send no events at all (no webhooks): nothing will come
     [{"key": "execution_status", "value": "error"}],  # caught up, no error event was written
 ])
-def test_an_error_without_an_event_to_wait_for_fails_at_once(
+async def test_an_error_without_an_event_to_wait_for_fails_at_once(
         logged: list[dict[str, Any]]) -> None:
     """Waiting is only for a log that is behind; otherwise the generic reason, now."""
-    state, _ = _agent_error_state(logged, [])
+    state, _ = await _agent_error_state(logged, [])
     assert (state.state, state.reason) == (X, "agent error")

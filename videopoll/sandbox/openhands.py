@@ -16,8 +16,8 @@ What the `real` test tier saw on OpenHands 1.11.0 is reproduced too (tests/real/
 the event log a conversation writes (`openhands_events`), which reaches the server only
 `event_lag` seconds after the live status (webhooks); the self-hosted rate limiter
 (`rate_limit="self-hosted"`); a second start with the `conversation_id` of a running
-conversation fails and leaves the first without an `execution_status`, one of a stopped
-conversation runs it again under the same id.
+conversation fails and loses the first (no `execution_status`, no more events), one of a
+stopped conversation runs it again under the same id.
 
 Tests script it with `add_conversation`, `set_state`, `add_error_event`, `add_event`, `remove`,
 `add_start_task`, `set_start_task`, `reset` and `tick` (thread-safe; any enum value, even one

@@ -182,6 +182,11 @@ class OpenHandsState:
                 for event_id, due in conversation.arrive_at.items():
                     conversation.arrive_at[event_id] = min(due, now)
 
+    def agent_status(self, conversation_id: str) -> str | None:
+        """What the conversation's agent server itself says (the server may not know it)."""
+        with self.lock:
+            return self._conversations[as_hex(conversation_id)].agent_status
+
     def remove(self, conversation_id: str) -> None:
         """Forget a conversation: the batch answers `null` for it from now on."""
         with self.lock:
@@ -274,12 +279,14 @@ class OpenHandsState:
         taken = self._conversations.get(cid)
         if taken is not None and taken.sandbox_status == "RUNNING":
             # The real server starts a second agent server under the same sandbox id, which
-            # refuses the conversation; the first agent keeps running, unseen by the server.
+            # refuses the conversation; the first agent keeps running, unseen by the server:
+            # no execution_status any more, and its webhooks (carrying the old sandbox's key)
+            # are refused, so none of its later events arrive.
             task.status, task.updated_at = "ERROR", utc_iso()
             task.detail = (f"Server error '500 Internal Server Error' for url "
                            f"'{task.agent_server_url}/api/conversations'\nFor more information "
                            "check: https://developer.mozilla.org/en-US/docs/Web/HTTP/Status/500")
-            taken.blind = True
+            taken.blind, taken.lag = True, None
             return None
         conversation = Conversation(
             cid, fallback_title(prompt, cid), request.get("selected_repository"),

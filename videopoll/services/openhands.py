@@ -53,8 +53,8 @@ def map_state(sandbox: str | None, execution: str | None,
         return state(Status.GENERATING, warning=f"unknown sandbox_status {sandbox!r}")
     if sandbox == "ERROR":
         return state(Status.FAILED, reason or "agent sandbox failed")
-    # A RUNNING sandbox without a status: the server lost touch with its agent (seen on the
-    # real server after a second start with the same conversation_id); the events tell.
+    # A RUNNING sandbox without a status: the server could not get it from the agent server
+    # (it lost track of it, or the agent server did not answer); the events may still tell.
     lost = sandbox == "RUNNING" and execution is None and newest_execution is not None
     if sandbox in ("PAUSED", "MISSING") or lost:
         if newest_execution == "finished":
