@@ -177,7 +177,10 @@ def test_a_short_conversation_records_these_events(openhands: RealOpenHands) -> 
     """The event log of a conversation that finished at its first step, in order: what the
     stand-in reproduces (SHORT_RUN_KINDS), status changes and snapshots included."""
     cid = needs("finished")
-    events = openhands.events(cid)
+    deadline = time.monotonic() + 30  # the closing snapshot comes seconds after the rest
+    while (events := openhands.events(cid))[-1].get("key") != "full_state" \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
     kinds = [e["kind"] + (f":{e['key']}" if "key" in e else "") for e in events]
     assert kinds == list(SHORT_RUN_KINDS["finished"])
     statuses = [e["value"] if e["key"] == "execution_status" else e["value"]["execution_status"]
