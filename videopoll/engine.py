@@ -41,6 +41,10 @@ NOT_FOUND_GRACE = 300.0  # an id OpenHands does not know yet: give it five minut
 FATAL = (AuthError, ConfigError)
 NEVER_STARTED = ("the agent never started (generate was interrupted, or its start was lost); "
                  "run `videopoll generate` for the lesson again")
+NO_START_SEEN = ("OpenHands shows no start of this video, and this key sees no conversation at "
+                 "all: nothing was failed. The key may belong to another account, or "
+                 "OPENHANDS_BASE_URL points at another server; if `videopoll generate` was "
+                 "interrupted, run it again")
 NOBODY_KNOWN = ("OpenHands knows none of the {n} pending {what}: nothing was failed. The key "
                 "may belong to another account, or OPENHANDS_BASE_URL points at another server")
 
@@ -296,7 +300,11 @@ class Poller:
         whether the start arrived (then follow the task) or not (then the row fails)."""
         task = await self.agent.find_start(row.conversation_id or "",
                                            row.age_from - timedelta(minutes=5))
-        if task is None:
+        if task is None and not await self.agent.visible():
+            # A key that sees nothing at all may be another account's: the start may be
+            # running there. Fail nothing; rerunning `generate` resumes the row.
+            await run.defer_all([row], ServiceError(NO_START_SEEN, service="openhands"))
+        elif task is None:
             await run.fail(row, NEVER_STARTED)
         elif task.state is Status.FAILED:
             await run.fail(row, f"agent could not start: {task.detail}")

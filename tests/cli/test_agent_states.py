@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-from videopoll.sandbox.openhands_state import new_event
+from videopoll.sandbox.openhands_events import new_event
 from videopoll.sandbox.server import Fault
 
 from .conftest import Stack

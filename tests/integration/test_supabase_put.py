@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import httpx
@@ -17,12 +18,15 @@ from videopoll.errors import (
     RequestRejected,
     ServerError,
     ShortBody,
+    Unreachable,
 )
 from videopoll.model import VideoAsset
 from videopoll.sandbox.server import Fault
 from videopoll.sandbox.supabase import SupabaseStandIn
+from videopoll.services.http import make_client
 from videopoll.services.supabase import SupabaseStore
 
+from ..tuscut import CutPatch
 from .conftest import BUCKET, Seed
 
 pytestmark = pytest.mark.postgres
@@ -160,6 +164,37 @@ async def test_resume_after_a_crash_sends_only_the_rest(seed: Seed, supa: Supaba
     assert supa.writes[f"{BUCKET}/{key}"] == 1
     assert supa.write_log[-1].sha256 == hashlib.sha256(data).hexdigest()
     assert await stored(http, supa, key) == data
+
+
+async def test_a_patch_cut_short_resumes_from_the_bytes_the_server_kept(
+        seed: Seed, supa: SupabaseStandIn, http: httpx.AsyncClient) -> None:
+    """The poller dies mid-PATCH: like the real tus server, the stand-in keeps the part of
+    the chunk that arrived, so its offset is past the saved one; the next attempt checks
+    the saved prefix and continues from the server's offset, without a new upload."""
+    async with make_client("store", supa.url, calls=Counter(),
+                           transport=CutPatch(nth=2, keep=MiB + 4321)) as cut:
+        store = await SupabaseStore.connect(cut, url=supa.url, key=supa.service_key,
+                                            bucket=BUCKET)
+        asset, data = await claimed(seed, store), blob(20 * MiB + 123, seed=11)
+        with pytest.raises(Unreachable):
+            await store.put(asset, key_of(asset), verified(data), size=len(data),
+                            digest="sha-c", owner=OWNER)
+    saved = seed.book(asset.id)
+    assert saved is not None and saved["upload_offset"] == CHUNK  # the last accepted chunk
+    kept = CHUNK + MiB + 4321  # the whole first chunk and what came of the second
+    head = await http.head(saved["upload_url"], headers={
+        "Tus-Resumable": "1.0.0", "apikey": supa.service_key,
+        "Authorization": f"Bearer {supa.service_key}"})
+    assert head.headers.get("Upload-Offset") == str(kept), head  # HEAD waits for the cut PATCH
+    assert supa.tus_received[f"{BUCKET}/{key_of(asset)}"] == kept
+    assert [(o, n) for _, o, n in supa.tus_log] == [(0, CHUNK), (CHUNK, MiB + 4321)]
+    fresh = await SupabaseStore.connect(http, url=supa.url, key=supa.service_key,
+                                        bucket=BUCKET)
+    await fresh.put(asset, key_of(asset), verified(data), size=len(data), digest="sha-c",
+                    owner=OWNER)
+    assert supa.counts["tus.create"] == 1
+    assert [o for _, o, _ in supa.tus_log][2:] == [kept, kept + CHUNK, kept + 2 * CHUNK]
+    assert await stored(http, supa, key_of(asset)) == data
 
 
 async def test_other_digest_or_expired_upload_starts_afresh(seed: Seed, store: SupabaseStore,

@@ -355,10 +355,13 @@ class VideopollModel(RuleBasedStateMachine):
         of them; or the one, while the key sees no conversation at all), that is far more
         likely a wrong key or server than videos lost, so nothing is failed and the rows
         wait, undecidable, with the pass saying why. Rows `generate` just wrote (starting)
-        are not known yet by design and do not count."""
+        are not known yet by design and do not count; such a row whose start never landed
+        waits the same way while the key sees nothing at all (it cannot tell a lost start
+        from a start made under another account's key)."""
         w = self.world
-        if row.status is Status.STARTING:
-            return False
+        if row.status is Status.STARTING:  # its start never landed, and the key sees nothing
+            return row.conversation_id not in w.agent.planned.values() \
+                and not w.agent.conversations
         asked = [r for r in self.rows.values() if r.status in PENDING
                  and r.status is not Status.STARTING and r.conversation_id]
         if not asked or any(w.agent.conversations.get(r.conversation_id or "") is not None

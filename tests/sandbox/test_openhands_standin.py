@@ -14,7 +14,7 @@ import pytest
 
 from videopoll.sandbox.agent import START_STEPS, SimulatedAgent, placeholder_mp4
 from videopoll.sandbox.openhands import OpenHandsStandIn
-from videopoll.sandbox.openhands_state import new_event
+from videopoll.sandbox.openhands_events import new_event
 
 V1 = "/api/v1/app-conversations"
 Make = Callable[..., OpenHandsStandIn]
@@ -399,7 +399,7 @@ def test_events_filtered_and_sorted(server: OpenHandsStandIn, client: httpx.Clie
     assert newest["next_page_id"] is None
     assert [(e["key"], e["value"]) for e in newest["items"]] == [
         ("execution_status", "error"), ("execution_status", "running"),
-        ("full_state", {"id": cid, "execution_status": "idle"})]
+        ("full_state", {"id": str(uuid.UUID(cid)), "execution_status": "idle"})]
     oldest = events(client, cid, kind__eq="ConversationStateUpdateEvent")
     assert oldest["items"] == newest["items"][::-1]
     errors = events(client, cid, kind__eq="ConversationErrorEvent")["items"]
@@ -568,13 +568,16 @@ def test_agent_reports_a_failed_push(make: Make, connect: Connect) -> None:
 
 
 def test_agent_bad_repository_fails_the_start_task(make: Make, connect: Connect) -> None:
+    """A repository the server's git provider cannot find fails the task with the real
+    server's words (which do not name the repository)."""
     clock = FakeClock()
     server = make(agent=SimulatedAgent(step=1.0, clock=clock))
     client = connect(server)
     task_id = client.post(V1, json=body(selected_repository="not a repo")).json()["id"]
     clock.now += 2.5
     task = tasks(client, task_id)[0]
-    assert task["status"] == "ERROR" and "not a repo" in task["detail"]
+    assert task["status"] == "ERROR"
+    assert task["detail"] == "Git provider authentication issue when getting remote URL"
     clock.now += 10
     assert tasks(client, task_id)[0]["app_conversation_id"] is None
 

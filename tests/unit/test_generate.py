@@ -64,8 +64,10 @@ async def test_a_started_conversation_is_recognised_by_its_id(world: World) -> N
 
 
 async def test_a_start_never_made_is_failed_by_a_pass_after_the_grace(world: World) -> None:
-    """Nobody reruns generate: the pass waits out the not-found grace, then fails the row
-    with a reason that says what to do, rather than leaving it starting forever."""
+    """Nobody reruns generate: the pass waits out the not-found grace, finds no start task
+    for the row's conversation id, then fails the row with a reason that says what to do,
+    rather than leaving it starting forever."""
+    world.agent.set("e" * 32, Status.GENERATING)  # the key sees its account's conversations
     lesson = world.store.add_lesson("Fractions")
     world.agent.fail_next("start", Killed())
     with pytest.raises(Killed):
@@ -122,3 +124,17 @@ async def test_force_replaces_the_open_video(world: World) -> None:
     assert second.id != first.id
     assert world.row(first.id).status is Status.FAILED
     assert world.row(first.id).error == "replaced by a new video (generate --force)"
+
+
+async def test_a_lost_start_under_a_key_that_sees_nothing_fails_nothing(world: World) -> None:
+    """The same row, but the key sees no conversation at all (another account's?): the start
+    may be running there, so the row waits and the pass says why (rerun generate)."""
+    lesson = world.store.add_lesson("Fractions")
+    world.agent.fail_next("start", Killed())
+    with pytest.raises(Killed):
+        await generate(world.store, world.agent, SETTINGS, lesson.id)
+    world.clock.advance(301)
+    summary = await world.poll()
+    [row] = world.store.rows.values()
+    assert row.status is Status.STARTING
+    assert "no start of this video" in summary.errors[0].detail

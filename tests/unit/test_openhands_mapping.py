@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
+import httpx
 import pytest
 
 from videopoll.model import Status
-from videopoll.services.openhands import map_state, map_task
+from videopoll.services.http import make_client
+from videopoll.services.openhands import OpenHandsAgent, map_state, map_task, newest_status
 
 G, F, X = Status.GENERATING, Status.FINISHED, Status.FAILED
 
@@ -14,6 +19,9 @@ G, F, X = Status.GENERATING, Status.FINISHED, Status.FAILED
     ("STARTING", None, None, G, None),
     ("STARTING", "idle", None, G, None),
     ("RUNNING", None, None, G, None),
+    ("RUNNING", None, "finished", F, None),  # the server lost touch with a running agent
+    ("RUNNING", None, "error", X, "agent error"),
+    ("RUNNING", None, "running", G, None),
     ("RUNNING", "idle", None, G, None),
     ("RUNNING", "running", None, G, None),
     ("RUNNING", "paused", None, G, None),
@@ -73,3 +81,65 @@ def test_ready_start_task_names_its_conversation() -> None:
 def test_failed_start_task_carries_its_detail() -> None:
     task = map_task({"id": "t1", "status": "ERROR", "detail": "no sandbox capacity"})
     assert (task.state, task.detail) == (X, "no sandbox capacity")
+
+
+@pytest.mark.parametrize(("events", "expected"), [
+    ([], None),
+    ([{"key": "stats", "value": {}}, {"key": "execution_status", "value": "running"}],
+     "running"),
+    ([{"key": "full_state", "value": {"execution_status": "finished"}},
+      {"key": "execution_status", "value": "running"}], "finished"),
+    ([{"key": "full_state", "value": {"id": "x"}}], None),
+])
+def test_newest_status_reads_status_events_and_snapshots(events: list[dict[str, Any]],
+                                                         expected: str | None) -> None:
+    """The newest (first) of `execution_status` changes and `full_state` snapshots wins."""
+    assert newest_status(events) == expected
+
+
+async def _agent_error_state(state_events: list[dict[str, Any]],
+                             error_events: list[dict[str, Any]]) -> tuple[Any, list[str]]:
+    """states() of one RUNNING/error conversation over a scripted transport."""
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        kind = request.url.params.get("kind__eq")
+        asked.append(kind or "batch")
+        if kind is None:
+            return httpx.Response(200, json=[{"sandbox_status": "RUNNING",
+                                              "execution_status": "error"}])
+        items = state_events if kind == "ConversationStateUpdateEvent" else error_events
+        return httpx.Response(200, json={"items": items, "next_page_id": None})
+
+    client = make_client("openhands", "http://oh.test", calls=Counter(),
+                         transport=httpx.MockTransport(answer))
+    async with client:
+        state = (await OpenHandsAgent(client).states(["a" * 32]))["a" * 32]
+    return state, asked
+
+
+async def test_an_error_with_its_event_fails_with_its_words() -> None:
+    """One lookup: the error event's detail is the reason."""
+    state, asked = await _agent_error_state([], [{"code": "LLMError", "detail": "quota  exceeded"}])
+    assert (state.state, state.reason) == (X, "quota exceeded")
+    assert asked == ["batch", "ConversationErrorEvent"]
+
+
+async def test_an_error_whose_events_lag_waits() -> None:
+    """No error event yet and a log that still says running: the webhook is behind, so
+    the row keeps generating for a pass instead of failing without the agent's words."""
+    state, asked = await _agent_error_state([{"key": "execution_status", "value": "running"}],
+                                            [])
+    assert (state.state, state.reason) == (G, None)
+    assert asked == ["batch", "ConversationErrorEvent", "ConversationStateUpdateEvent"]
+
+
+@pytest.mark.parametrize("logged", [
+    [],  # a server whose agents send no events at all (no webhooks): nothing will come
+    [{"key": "execution_status", "value": "error"}],  # caught up, no error event was written
+])
+async def test_an_error_without_an_event_to_wait_for_fails_at_once(
+        logged: list[dict[str, Any]]) -> None:
+    """Waiting is only for a log that is behind; otherwise the generic reason, now."""
+    state, _ = await _agent_error_state(logged, [])
+    assert (state.state, state.reason) == (X, "agent error")

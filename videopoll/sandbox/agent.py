@@ -90,7 +90,8 @@ class SimulatedAgent:
         """A start task's status `now - born` seconds after the POST, and the error detail."""
         index = min(int((now - born) / self.step), len(START_STEPS) - 1)
         if index >= 2 and repository is not None and not _REPOSITORY.fullmatch(str(repository)):
-            return "ERROR", f"Failed to clone repository {repository}: repository not found"
+            # What OpenHands says when its git provider does not know the repository.
+            return "ERROR", "Git provider authentication issue when getting remote URL"
         return START_STEPS[index], None
 
     def ready_at(self, born: float) -> float:

@@ -9,8 +9,15 @@ Routes, with their names in `counts`, as OpenHands' `openhands/app_server` route
 Where the real source differs from DESIGN 8.1 the source wins: a conversation's `title` is not
 the request's (the server names it, then titles it from the first message); event timestamps
 carry no `Z`; a malformed start-task id is a 422, not a 400; a malformed conversation id in the
-events path is a 500; self-hosted servers (`auth="session"`) answer 401 `{"detail":
-"Unauthorized"}`.
+events path is a 500 after which the connection is dropped; self-hosted servers
+(`auth="session"`) answer 401 `{"detail": "Unauthorized"}`.
+
+What the `real` test tier saw on OpenHands 1.11.0 is reproduced too (tests/real/README.md):
+the event log a conversation writes (`openhands_events`), which reaches the server only
+`event_lag` seconds after the live status (webhooks); the self-hosted rate limiter
+(`rate_limit="self-hosted"`); a second start with the `conversation_id` of a running
+conversation fails and loses the first (no `execution_status`, no more events), one of a
+stopped conversation runs it again under the same id.
 
 Tests script it with `add_conversation`, `set_state`, `add_error_event`, `add_event`, `remove`,
 `add_start_task`, `set_start_task`, `reset` and `tick` (thread-safe; any enum value, even one
@@ -61,14 +68,18 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
     `api_key` is the accepted key (or keys); `auth="bearer"` is OpenHands Cloud (Authorization:
     Bearer, X-Session-API-Key accepted as its fallback), `auth="session"` a self-hosted server
     (X-Session-API-Key only). `rate_limit=(per_second, per_minute)` turns on Cloud's per-user
-    fixed windows (Cloud runs 10 and 100). `agent` simulates the agent behind started tasks.
+    fixed windows (Cloud runs 10 and 100); `rate_limit="self-hosted"` the open-source app
+    server's limiter instead (per client: 10 requests a second served, the next 10 held for a
+    second, more refused). `agent` simulates the agent behind started tasks, whose events reach
+    the server `event_lag` seconds after the live status.
     """
 
     name = "openhands"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
                  api_key: str | Iterable[str] = "test-key", auth: str = "bearer",
-                 rate_limit: tuple[int, int] | None = None, agent: SimulatedAgent | None = None,
+                 rate_limit: tuple[int, int] | str | None = None,
+                 agent: SimulatedAgent | None = None, event_lag: float = 0.0,
                  latency: float = 0.0, bandwidth: float | None = None) -> None:
         super().__init__(host, port, latency=latency, bandwidth=bandwidth)
         if auth not in ("bearer", "session"):
@@ -76,11 +87,18 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
         self.keys = {api_key} if isinstance(api_key, str) else set(api_key)
         self.auth = auth
         self.agent = agent
+        self.event_lag = event_lag
         self.user_id = str(uuid.uuid4())
         self.started: list[dict[str, Any]] = []  # start request bodies, secrets included
-        self._limits = [] if rate_limit is None else [
+        if rate_limit not in (None, "self-hosted") and not isinstance(rate_limit, tuple):
+            raise ValueError(f"rate_limit must be (per_second, per_minute) or 'self-hosted', "
+                             f"not {rate_limit!r}")
+        self.self_hosted_limit = rate_limit == "self-hosted"
+        self._limits = [
             (rate_limit[0], 1.0, f"{rate_limit[0]} per 1 second"),
-            (rate_limit[1], 60.0, f"{rate_limit[1]} per 1 minute")]
+            (rate_limit[1], 60.0, f"{rate_limit[1]} per 1 minute")
+        ] if isinstance(rate_limit, tuple) else []
+        self._history: dict[str, list[float]] = {}
         self._windows: dict[tuple[str, float], list[float]] = {}
         self._tasks: dict[str, StartTask] = {}
         self._conversations: dict[str, Conversation] = {}
@@ -97,6 +115,8 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
 
     # -- auth, rate limit, routing -------------------------------------------------------------
     def before(self, request: Request) -> Response | None:
+        if self.self_hosted_limit and (refused := self._self_hosted_limit(request)):
+            return refused
         if self.auth == "session":
             if request.route == "?":  # a router dependency there: unknown paths are just 404
                 return None
@@ -134,6 +154,22 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
                         "Retry-After": str(int(reset - now))})
         return None
 
+    def _self_hosted_limit(self, request: Request) -> Response | None:
+        """The open-source app server's `InMemoryRateLimiter(requests=10, seconds=1)`, a
+        middleware in front of everything (auth included): per client address, a sliding
+        second; requests 11-20 in it wait a second and are served, later ones get 429."""
+        now = time.monotonic()
+        with self.lock:
+            history = [t for t in self._history.get(request.client, []) if t > now - 1.0]
+            history.append(now)
+            self._history[request.client] = history
+            count = len(history)
+        if count > 20:
+            return Response.json({"message": "Too many requests"}, 429, {"Retry-After": "1"})
+        if count > 10:
+            time.sleep(1.0)
+        return None
+
     def __enter__(self) -> OpenHandsStandIn:
         self.start()
         return self
@@ -144,6 +180,7 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
             self._tasks.clear()
             self._conversations.clear()
             self._windows.clear()
+            self._history.clear()
             self.started.clear()
         self.reset_counts()
         self.clear_faults()
@@ -235,11 +272,13 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
                                               "Input should be a valid datetime or date", raw)])
         try:
             conversation_id = as_hex(request.params["cid"])
-        except ValueError:  # the real router calls UUID() on the path unguarded
-            return Response.text("Internal Server Error", 500)
+        except ValueError:  # the real router calls UUID() on the path unguarded; uvicorn
+            # then drops the connection, which the client meets on its next request
+            return Response(500, b"Internal Server Error",
+                            {"Content-Type": "text/plain; charset=utf-8"}, close=True)
         with self.lock:
             found = self._conversations.get(conversation_id)
-            events = list(found.events) if found else []
+            events = found.visible() if found else []
         low, high = bounds.get("timestamp__gte"), bounds.get("timestamp__lt")
         return [e for e in events if (kind is None or e["kind"] == kind)
                 and (low is None or _naive(e["timestamp"]) >= low)

@@ -18,8 +18,9 @@ from .openhands_state import Conversation, StartTask
 from .server import Request, Response
 
 _DICT = "Input should be a valid dictionary or object to extract fields from"
+_UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 _STRINGS = ("sandbox_id", "selected_repository", "selected_branch", "title", "llm_model",
-            "system_message_suffix")
+            "system_message_suffix", "agent_profile_id")
 _ENUMS = {
     "git_provider": ("github", "gitlab", "bitbucket", "bitbucket_data_center", "azure_devops",
                      "enterprise_sso"),
@@ -30,17 +31,18 @@ _ENUMS = {
 REQUEST_DEFAULTS: dict[str, Any] = {
     "sandbox_id": None, "conversation_id": None, "initial_message": None,
     "system_message_suffix": None, "processors": None, "llm_model": None,
-    "selected_repository": None, "selected_branch": None, "git_provider": None,
+    "agent_profile_id": None, "selected_repository": None, "selected_branch": None,
+    "git_provider": None,
     "dependency_repos": [], "suggested_task": None, "title": None, "trigger": None,
     "pr_number": [], "parent_conversation_id": None, "agent_type": "default", "public": None,
     "plugins": None, "secrets": None,
 }
-EVENT_KINDS = (
-    "ACPToolCallEvent", "ActionEvent", "AgentErrorEvent", "Condensation", "CondensationRequest",
-    "CondensationSummaryEvent", "ConversationErrorEvent", "ConversationStateUpdateEvent",
-    "HookExecutionEvent", "InterruptEvent", "LLMCompletionLogEvent", "MessageEvent",
-    "ObservationEvent", "PauseEvent", "StreamingDeltaEvent", "SystemPromptEvent", "TokenEvent",
-    "UserRejectObservation",
+EVENT_KINDS = (  # in the order the real 422 lists them
+    "ACPToolCallEvent", "Condensation", "CondensationRequest", "CondensationSummaryEvent",
+    "ConversationErrorEvent", "ConversationStateUpdateEvent", "HookExecutionEvent",
+    "LLMCompletionLogEvent", "ActionEvent", "MessageEvent", "AgentErrorEvent",
+    "ObservationEvent", "UserRejectObservation", "SystemPromptEvent", "StreamingDeltaEvent",
+    "TokenEvent", "InterruptEvent", "PauseEvent",
 )
 
 
@@ -63,14 +65,16 @@ def choice_err(kind: str, loc: Iterable[Any], value: Any, allowed: Iterable[str]
 
 
 def uuid_err(loc: Iterable[Any], value: Any) -> dict[str, Any] | None:
+    """pydantic's UUID error as the real server words it: the first character that cannot be
+    in a UUID, else a wrong length."""
     try:
         uuid.UUID(value)
         return None
     except (ValueError, TypeError, AttributeError):
-        size = len(value) if isinstance(value, str) else 0
-        problem = (f"invalid length: expected length 32 for simple format, found {size}"
-                   if size not in (32, 36) else "invalid character: expected an optional "
-                   "prefix of `urn:uuid:` followed by [0-9a-fA-F-]")
+        text = value if isinstance(value, str) else ""
+        bad = next(((i, c) for i, c in enumerate(text) if c not in _UUID_CHARS), None)
+        problem = (f"invalid character: found `{bad[1]}` at {bad[0]}" if bad is not None
+                   else f"invalid length: found {len(text)}")
         return err("uuid_parsing", loc, f"Input should be a valid UUID, {problem}", value,
                     {"error": problem})
 
@@ -191,6 +195,9 @@ def page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
 def task_json(task: StartTask, user_id: str) -> dict[str, Any]:
     echoed = {**REQUEST_DEFAULTS, **copy.deepcopy(
         {k: v for k, v in task.request.items() if k in REQUEST_DEFAULTS})}
+    for name in ("conversation_id", "parent_conversation_id"):  # UUIDs serialise dashed
+        if echoed[name]:
+            echoed[name] = str(uuid.UUID(echoed[name]))
     if isinstance(echoed["secrets"], dict):  # SecretStr values serialise masked
         echoed["secrets"] = dict.fromkeys(echoed["secrets"], "**********")
     if isinstance(message := echoed["initial_message"], dict):
@@ -207,8 +214,9 @@ def task_json(task: StartTask, user_id: str) -> dict[str, Any]:
 
 def conversation_json(c: Conversation, user_id: str, base_url: str) -> dict[str, Any]:
     running = c.sandbox_status == "RUNNING"  # only a running sandbox is asked for its status
-    tags = {key: value for key, value in (("repo_name", c.repository), (
-        "git_provider", c.git_provider), ("selected_branch", c.branch)) if value}
+    tags = {"archiveworkspacepath": ".", **{key: value for key, value in (
+        ("repo_name", c.repository), ("git_provider", c.git_provider),
+        ("selected_branch", c.branch)) if value}}
     return {
         "id": c.id, "created_by_user_id": user_id, "sandbox_id": c.sandbox_id,
         "selected_repository": c.repository, "selected_branch": c.branch,
@@ -218,9 +226,11 @@ def conversation_json(c: Conversation, user_id: str, base_url: str) -> dict[str,
         "sub_conversation_ids": [], "public": None, "tags": tags,
         "created_at": c.created_at, "updated_at": c.updated_at, "acp_server": None,
         "sandbox_status": c.sandbox_status,
-        "execution_status": c.agent_status if running else None,
+        # A blind conversation's agent server is not the one the server asks any more.
+        "execution_status": c.agent_status if running and not c.blind else None,
         # The agent server's own URL; this stand-in does not serve it.
         "conversation_url": (f"{base_url}/agent-server/{c.sandbox_id}/api/conversations/{c.id}"
                              if running else None),
         "session_api_key": c.session_key if running else None,
+        "launched_agent_profile": None,
     }

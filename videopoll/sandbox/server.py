@@ -48,6 +48,7 @@ class Request:
         self.headers = handler.headers
         self.route = route
         self.params = params
+        self.client: str = handler.client_address[0]  # the caller's address, for rate limits
         self._consumed = False
 
     def arg(self, name: str, default: str | None = None) -> str | None:
@@ -94,6 +95,7 @@ class Response:
     body: bytes | Iterable[bytes] = b""
     headers: dict[str, str] = field(default_factory=dict)
     length: int | None = None  # Content-Length for an iterable body; chunked when None
+    close: bool = False  # drop the connection after answering (as some servers do on errors)
 
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -281,6 +283,8 @@ def _make_handler(app: StandIn) -> type[BaseHTTPRequestHandler]:
                     self._send_faulty(response, fault)
                 else:
                     self._send(response)
+                if response.close:
+                    self.close_connection = True
             except _Reset:
                 self._reset()
             except (ConnectionError, BrokenPipeError):

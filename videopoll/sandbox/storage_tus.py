@@ -5,8 +5,10 @@
 ending in base64url("bucket/name/version"). `PATCH` appends at `Upload-Offset` (409 on a
 mismatch) in chunks of exactly `chunk_size` bytes except the last, as hosted Supabase requires;
 `HEAD` tells the offset; `DELETE` abandons. The object is committed only when its last byte
-arrives: an unfinished upload leaves no object. Errors inside the protocol are plain text with
-the real status, as supabase/storage's `onResponseError` renders them.
+arrives: an unfinished upload leaves no object. A PATCH cut short keeps the bytes that arrived
+(as the real tus server does), so the offset need not fall on a chunk boundary, and a HEAD
+waits for a PATCH in progress. Errors inside the protocol are plain text with the real
+status, as supabase/storage's `onResponseError` renders them.
 Route names for faults: tus.create, tus.patch, tus.head, tus.delete, tus.options.
 """
 
@@ -173,6 +175,11 @@ def _find(app: SupabaseStandIn, request: Request) -> Upload:
 
 def _head(app: SupabaseStandIn, request: Request, claims: dict[str, Any]) -> Response:
     upload = _find(app, request)
+    # As tus-node-server does: a PATCH still being received (or cut short) finishes first,
+    # so the offset told is the one the next PATCH must use.
+    if not upload.lock.acquire(timeout=10):
+        raise _TusError(423, "Resource locked")
+    upload.lock.release()
     return Response(200, b"", {**_TUS, **_expires(upload), "Cache-Control": "no-store",
                                "Upload-Offset": str(upload.offset),
                                "Upload-Length": str(upload.length)})
@@ -203,9 +210,13 @@ def _patch(app: SupabaseStandIn, request: Request, claims: dict[str, Any]) -> Re
             write_stream(request.stream(), upload.path, offset + size, mode="r+b",
                          offset=offset)
         except ConnectionError:
-            # The sandbox keeps whole chunks only, so the offset stays on a chunk boundary.
-            with open(upload.path, "r+b") as out:
-                out.truncate(offset)
+            # Like tus-node-server (what Storage runs), the bytes of a PATCH cut short are
+            # kept: the offset moves past the last whole chunk, to what arrived.
+            received = upload.path.stat().st_size - offset
+            upload.offset = offset + received
+            with app.lock:
+                app.tus_received[upload.key] += received
+                app.tus_log.append((upload.key, offset, received))
             raise
         upload.offset = offset + size
         with app.lock:

@@ -46,9 +46,10 @@ def map_state(sandbox: str | None, execution: str | None,
               newest_execution: str | None = None, reason: str | None = None) -> AgentState:
     """DESIGN 8.1's table: what a conversation's two statuses mean for its video.
 
-    `newest_execution` is the newest execution_status event (asked for only when the sandbox
-    is PAUSED or MISSING, because then `execution_status` is null); `reason` the newest
-    error event's detail.
+    `newest_execution` is the newest execution status the events record (asked for only when
+    `execution_status` is null although the sandbox has been up: PAUSED, MISSING, or RUNNING
+    with an agent server that does not answer for it); `reason` the newest error event's
+    detail.
     """
 
     def state(status: Status, why: str | None = None, warning: str | None = None) -> AgentState:
@@ -58,7 +59,10 @@ def map_state(sandbox: str | None, execution: str | None,
         return state(Status.GENERATING, warning=f"unknown sandbox_status {sandbox!r}")
     if sandbox == "ERROR":
         return state(Status.FAILED, reason or "agent sandbox failed")
-    if sandbox in ("PAUSED", "MISSING"):
+    # A RUNNING sandbox without a status: the server could not get it from the agent server
+    # (it lost track of it, or the agent server did not answer); the events may still tell.
+    lost = sandbox == "RUNNING" and execution is None and newest_execution is not None
+    if sandbox in ("PAUSED", "MISSING") or lost:
         if newest_execution == "finished":
             return state(Status.FINISHED)
         if newest_execution in ("error", "stuck"):
@@ -79,6 +83,19 @@ def map_state(sandbox: str | None, execution: str | None,
     if execution == "deleting":
         return state(Status.FAILED, "conversation is being deleted")
     return state(Status.GENERATING, warning=f"unknown execution_status {execution!r}")
+
+
+def newest_status(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """The execution status the newest of these (newest first) state events records: an
+    `execution_status` change, or a `full_state` snapshot's, which the real server writes
+    when a conversation starts and again once its agent stops."""
+    for event in events:
+        if event.get("key") == "execution_status" and event.get("value") is not None:
+            return str(event["value"])
+        if event.get("key") == "full_state" and isinstance(snapshot := event.get("value"), dict) \
+                and snapshot.get("execution_status") is not None:
+            return str(snapshot["execution_status"])
+    return None
 
 
 def map_task(item: Mapping[str, Any]) -> StartTask:
@@ -151,9 +168,11 @@ class OpenHandsAgent:
                 continue
             sandbox, execution = item.get("sandbox_status"), item.get("execution_status")
             out[conversation_id] = map_state(sandbox, execution)
-            # PAUSED/MISSING need their events to be decided at all; an agent's error only
-            # for its wording, so those lookups are rationed (`status` always shows it).
-            ambiguous = sandbox in ("PAUSED", "MISSING")
+            # PAUSED/MISSING (and RUNNING without a status) need their events to be decided at
+            # all; an agent's error only for its wording, so those lookups are rationed
+            # (`status` always shows it).
+            ambiguous = sandbox in ("PAUSED", "MISSING") or (sandbox == "RUNNING"
+                                                             and execution is None)
             if ambiguous or (execution in ("error", "stuck") and reasons > 0):
                 wanted = reasons > 0
                 reasons -= wanted
@@ -174,17 +193,29 @@ class OpenHandsAgent:
             except ServiceError as exc:  # this conversation only: decide it next pass
                 return conversation_id, AgentState(Status.GENERATING, sandbox, execution,
                                                    lookup_error=exc.message)
-        reason = None
-        if reason_wanted and map_state(sandbox, execution, newest).state is Status.FAILED:
-            try:
-                errors, _ = await self._events(conversation_id, "ConversationErrorEvent", 1)
-            except AuthError:
-                raise
-            except ServiceError:  # the failure is certain; only its wording is missing
-                errors = []
+        decided = map_state(sandbox, execution, newest)
+        if not reason_wanted or decided.state is not Status.FAILED or not (
+                {execution, newest} & {"error", "stuck"}):
+            return conversation_id, decided
+        try:
+            errors, _ = await self._events(conversation_id, "ConversationErrorEvent", 1)
             if errors:
                 reason = " ".join(str(errors[0].get("detail") or errors[0].get("code")).split())
-        return conversation_id, map_state(sandbox, execution, newest, reason and reason[:200])
+                return conversation_id, map_state(sandbox, execution, newest, reason[:200])
+            if newest is None:
+                # Events reach the app server through webhooks, a moment after the agent
+                # server's live status. A log that has events but not yet this failure is
+                # behind: wait a pass for the error's wording rather than fail the row
+                # without it for good.
+                logged, _ = await self._events(conversation_id, "ConversationStateUpdateEvent",
+                                               EVENT_PAGE)
+                if logged and newest_status(logged) not in ("error", "stuck"):
+                    return conversation_id, AgentState(Status.GENERATING, sandbox, execution)
+        except AuthError:
+            raise
+        except ServiceError:  # the failure is certain; only its wording is missing
+            pass
+        return conversation_id, decided
 
     async def _newest_execution(self, conversation_id: str) -> str | None:
         """The newest execution status in the event log, newest first: a state update of
@@ -195,15 +226,8 @@ class OpenHandsAgent:
         for _ in range(EVENT_PAGES):
             events, page = await self._events(conversation_id, "ConversationStateUpdateEvent",
                                               EVENT_PAGE, page)
-            for event in events:
-                value = event.get("value")
-                if event.get("key") == "execution_status" and isinstance(value, str):
-                    return value
-                if event.get("key") == "full_state" and isinstance(value, dict) \
-                        and isinstance(value.get("execution_status"), str):
-                    return str(value["execution_status"])
-            if page is None:
-                break
+            if (found := newest_status(events)) is not None or page is None:
+                return found
         return None
 
     async def _events(self, conversation_id: str, kind: str, limit: int,

@@ -3,7 +3,9 @@
 `tuspy` would drag in requests, aiohttp and tinydb; the protocol is four requests:
 create (`POST` → 201 + `Location`), `HEAD` (where is it?), `PATCH` (append at `Upload-Offset`,
 409 when the offset is wrong) and `DELETE` (abandon). Hosted Supabase wants every chunk but the
-last to be exactly 6 MiB (DESIGN 8.3).
+last to be exactly 6 MiB (DESIGN 8.3). The real tus server (what Storage runs) keeps the bytes
+of a PATCH cut short, so after a crash it may hold more than was saved: a resume continues
+from the server's offset, never from scratch (tests/real/test_tus_real.py).
 """
 
 from __future__ import annotations
@@ -179,7 +181,9 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
     Each full chunk is PATCHed as soon as it fills; the last one only after `chunks` ended
     without raising (it holds its last piece back until the bytes are verified), so a stream
     that fails leaves an unfinished upload and no object. After every accepted chunk the
-    position is saved through `save` (False: the lease is gone, so stop).
+    position is saved through `save` (False: the lease is gone, so stop). A resumed upload
+    goes on from wherever the server is, at or past the saved position, once the saved
+    prefix of `chunks` hashes as it did.
     """
     stream = aiter(chunks)
     url, offset, hasher, pending = None, 0, hashlib.sha256(), bytearray()
@@ -193,18 +197,13 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
         saved = None
     if saved is not None and saved.url:
         ours = saved.digest == digest and 0 < saved.offset <= size
-        if ours and await tus.offset(saved.url) == saved.offset:
-            # Same artifact, server at the saved offset: re-read that many bytes (hashing them,
-            # keeping none) and prove they are the ones sent before, then continue from there.
-            seen = 0
-            while seen < saved.offset:
-                piece = await anext(stream, None)
-                if piece is None:
-                    raise ContentMismatch(f"{name}: stream ended before the saved offset")
-                take = min(len(piece), saved.offset - seen)
-                hasher.update(piece[:take])
-                seen += take
-                pending += piece[take:]
+        held = await tus.offset(saved.url) if ours else None
+        if held is not None and saved.offset <= held <= size:
+            # Same artifact, and the server holds at least what was saved; a real tus server
+            # also keeps the bytes of a PATCH cut short, so it may hold more. Re-read the
+            # saved prefix (hashing it, keeping none), prove it is what was sent before, then
+            # skip the rest of what the server holds and continue from its offset.
+            pending = await _skip(stream, saved.offset, hasher, name)
             if hasher.hexdigest() != saved.prefix_sha256:
                 # Those bytes are consumed and cannot be sent again: drop the old upload and
                 # let the next attempt start afresh.
@@ -212,7 +211,9 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
                 await tus.terminate(saved.url)
                 raise ProtocolError(f"store: {name}: bytes differ from the interrupted upload; "
                                     "starting afresh next pass", service=SERVICE)
-            url, offset = saved.url, saved.offset
+            pending = await _skip(_prepend(bytes(pending), stream), held - saved.offset,
+                                  hasher, name)
+            url, offset = saved.url, held
         else:  # another artifact, or the server lost track: abandon it (best effort)
             await tus.terminate(saved.url)
     if url is None:
@@ -298,16 +299,19 @@ class _Pipeline:
         await self.save(self.url, offset, prefix)
 
     async def drain(self) -> None:
-        """Let the chunk in flight land and its position be saved; errors do not matter
-        any more (the caller is already failing)."""
+        """Let the chunk in flight land and the positions be saved; errors do not matter
+        any more (the caller is already failing). The save of the chunk before comes first:
+        when the PATCH in flight is the one that failed, that save is all the next attempt
+        has to resume from."""
+        with contextlib.suppress(Exception):
+            if self._save is not None:
+                await self._save
+                self._save = None
         with contextlib.suppress(Exception):
             if self._patch is not None:
                 offset, prefix = await self._patch
                 self._patch = None
-                if self._save is not None:
-                    await self._save
                 self._save = asyncio.ensure_future(self.save(self.url, offset, prefix))
-            if self._save is not None:
                 await self._save
         await self.cancel()
 
@@ -317,6 +321,21 @@ class _Pipeline:
                 task.cancel()
         await asyncio.gather(*(t for t in (self._patch, self._save) if t is not None),
                              return_exceptions=True)
+
+
+async def _skip(stream: AsyncIterator[bytes], count: int, hasher: Any, name: str) -> bytearray:
+    """Read `count` bytes of `stream` into `hasher` only; what the last piece held beyond
+    them is returned, to be sent."""
+    seen, rest = 0, bytearray()
+    while seen < count:
+        piece = await anext(stream, None)
+        if piece is None:
+            raise ContentMismatch(f"{name}: stream ended before the resumed offset")
+        take = min(len(piece), count - seen)
+        hasher.update(piece[:take])
+        seen += take
+        rest += piece[take:]
+    return rest
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
