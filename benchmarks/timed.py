@@ -101,16 +101,16 @@ def main() -> int:
         atexit.register(report)
     if sink := os.environ.get("BENCH_PUT_TIMES"):
         if os.environ.get("VIDEOPOLL_STORE") == "local":
-            from videopoll.services.local import LocalStore
+            from videopoll.services.local.store import LocalStore
 
             _time_put(LocalStore, sink)
         else:
-            from videopoll.services.supabase import SupabaseStore
+            from videopoll.services.supabase.store import SupabaseStore
 
             _time_put(SupabaseStore, sink)
     if sink := os.environ.get("BENCH_TRACE"):
         _trace(sink)
-    from videopoll.cli import run
+    from videopoll.cli.boundary import run
 
     if target := os.environ.get("BENCH_PROFILE"):
         import cProfile

@@ -171,7 +171,7 @@ class World:
                     " metadata) values (%s, %s, 'video', 'video/mp4', %s, %s)",
                     [(a, lesson, c, Jsonb({"github_path": p})) for a, lesson, c, p in assets])
             return
-        from videopoll.services.local import LocalStore
+        from videopoll.services.local.store import LocalStore
 
         store = LocalStore(self.home, bucket=BUCKET)
         try:

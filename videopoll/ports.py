@@ -53,7 +53,7 @@ class ArtifactSource(Protocol):
         ...
 
     def open(self, ref: ArtifactRef) -> AsyncIterator[bytes]:
-        """Stream the file's bytes (not verified: see `videopoll.transfer`)."""
+        """Stream the file's bytes (not verified: see `videopoll.engine.verify`)."""
         ...
 
     async def check(self) -> list[tuple[str, bool, str]]:

@@ -17,7 +17,7 @@ from types import TracebackType
 
 import httpx
 
-from .engine import EngineConfig, Poller
+from .engine.poller import EngineConfig, Poller
 from .ports import AgentAPI, ArtifactSource, Store
 from .services.http import make_client
 from .services.retry import Budget, Pacer, Repeatable, idempotent
@@ -74,12 +74,12 @@ class Runtime:
     async def _open_store(self) -> Store:
         s = self.settings
         if s.store == "local":
-            from .services.local import LocalStore
+            from .services.local.store import LocalStore
 
             local = LocalStore(s.home, bucket=s.bucket)
             self._stack.push_async_callback(local.close)
             return local
-        from .services.supabase import SupabaseStore, repeatable  # heavy: only when used
+        from .services.supabase.store import SupabaseStore, repeatable  # heavy: only when used
 
         assert s.supabase_url is not None and s.supabase_key is not None  # require() ran
         # Row writes of a pass go out together (EngineConfig.writes_in_flight): pool for them.

@@ -34,8 +34,8 @@ from videopoll.sandbox.github import GitHubStandIn
 from videopoll.sandbox.mp4 import make_mp4, mp4_of_size
 from videopoll.sandbox.server import Fault, Request, Response, StandIn
 from videopoll.sandbox.stack import Sandbox
-from videopoll.services.local import LocalStore
-from videopoll.services.localdb import parse_ts, ts
+from videopoll.services.local.schema import parse_ts, ts
+from videopoll.services.local.store import LocalStore
 
 from ..pgsession import migrated_database
 

@@ -252,16 +252,16 @@ class _Os(ModuleType):
 
 
 def _install_local(trigger: Trigger, writes: Path | None) -> None:
-    from videopoll.services import local
-    from videopoll.services.local import LocalStore
+    from videopoll.services.local import store as local
+    from videopoll.services.local.store import LocalStore
 
     _install_store(LocalStore, trigger)
     local.os = _Os(trigger, writes)  # type: ignore[attr-defined]
 
 
 def _install_supabase(trigger: Trigger) -> None:
-    from videopoll.services import tus
-    from videopoll.services.supabase import SupabaseStore
+    from videopoll.services.supabase import tus
+    from videopoll.services.supabase.store import SupabaseStore
 
     _install_store(SupabaseStore, trigger)
     _wrap(tus.TusClient, "create", "tus.create", trigger,
@@ -306,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     args = options.args[1:] if options.args[:1] == ["--"] else options.args
 
-    from videopoll import commands, runtime  # noqa: F401  (imported before the start line)
-    from videopoll.cli import run
+    from videopoll.cli import commands  # noqa: F401  (imported before the start line)
+    from videopoll.cli.boundary import run
 
     trigger = Trigger(options.kill_at, options.marker)
     _install_github(trigger)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from videopoll.ports import Store
-from videopoll.services.local import LocalStore
+from videopoll.services.local.store import LocalStore
 from videopoll.testing import FakeClock, InMemoryStore, StoreHarness
 
 Factory = Callable[[Path, FakeClock], AbstractAsyncContextManager[StoreHarness]]

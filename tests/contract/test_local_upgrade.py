@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from videopoll.model import Status, VideoAsset
-from videopoll.services.local import LocalStore
-from videopoll.services.localdb import MOVED_COLUMNS, ts
+from videopoll.services.local.schema import MOVED_COLUMNS, ts
+from videopoll.services.local.store import LocalStore
 from videopoll.testing import FakeClock
 
 PREVIOUS = (Path(__file__).parent / "fixtures" / "videopoll_db_previous.sql").read_text()

@@ -31,7 +31,7 @@ from videopoll.model import (
     VideoAsset,
 )
 from videopoll.ports import Store
-from videopoll.services.local import LocalStore
+from videopoll.services.local.store import LocalStore
 from videopoll.testing import FakeClock, StoreHarness
 
 OWNER, OTHER = "poller-a:1", "poller-b:2"

@@ -20,7 +20,7 @@ import pytest
 from videopoll.sandbox.pg import PostgresUnavailable, ensure_server
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
-from videopoll.services.supabase import SupabaseStore
+from videopoll.services.supabase.store import SupabaseStore
 
 from ..pgsession import migrated_database
 

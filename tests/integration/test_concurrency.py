@@ -18,7 +18,7 @@ import pytest
 
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
-from videopoll.services.supabase import SupabaseStore
+from videopoll.services.supabase.store import SupabaseStore
 
 from .conftest import BUCKET, Seed
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 
 from videopoll.sandbox.supabase import SupabaseStandIn
-from videopoll.services.supabase import SupabaseStore
+from videopoll.services.supabase.store import SupabaseStore
 
 from .conftest import BUCKET, Seed
 

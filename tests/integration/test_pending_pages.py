@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from videopoll.sandbox.supabase import SupabaseStandIn
-from videopoll.services.supabase import SupabaseStore
+from videopoll.services.supabase.store import SupabaseStore
 
 from .conftest import Seed
 

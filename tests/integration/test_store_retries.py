@@ -15,7 +15,7 @@ from videopoll.errors import RequestRejected, ServerError
 from videopoll.sandbox.server import Fault
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
-from videopoll.services.supabase import SupabaseStore, repeatable
+from videopoll.services.supabase.store import SupabaseStore, repeatable
 
 from .conftest import BUCKET, Seed
 

@@ -24,7 +24,7 @@ from videopoll.model import VideoAsset
 from videopoll.sandbox.server import Fault
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
-from videopoll.services.supabase import SupabaseStore
+from videopoll.services.supabase.store import SupabaseStore
 
 from ..tuscut import CutPatch
 from .conftest import BUCKET, Seed
@@ -41,7 +41,7 @@ def blob(size: int, seed: int = 1) -> bytes:
 
 async def verified(data: bytes, *, piece: int = 256 * 1024, crash_after: int | None = None,
                    mismatch: bool = False) -> AsyncIterator[bytes]:
-    """Like `videopoll.transfer.verified`: the last piece comes only once the whole body is
+    """Like `videopoll.engine.verify.verified`: the last piece comes only once the whole body is
     known good; `mismatch` raises there instead, `crash_after` raises mid-stream."""
     pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
     sent = 0

@@ -15,7 +15,7 @@ from videopoll.model import Status
 from videopoll.sandbox.server import Fault
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
-from videopoll.services.supabase import SupabaseStore
+from videopoll.services.supabase.store import SupabaseStore
 
 from .conftest import BUCKET, Seed
 

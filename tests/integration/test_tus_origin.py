@@ -14,7 +14,7 @@ import pytest
 from videopoll.errors import ProtocolError
 from videopoll.sandbox.server import Fault, Response, StandIn
 from videopoll.sandbox.supabase import SupabaseStandIn
-from videopoll.services import tus
+from videopoll.services.supabase import tus
 
 from .conftest import BUCKET
 

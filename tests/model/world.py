@@ -24,15 +24,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from videopoll.engine import EngineConfig, Poller
-from videopoll.generate import generate
+from videopoll.engine.generate import generate
+from videopoll.engine.poller import EngineConfig, Poller
+from videopoll.engine.transfer import object_key
 from videopoll.model import AgentState, ArtifactRef, Lesson, PassSummary, Status, VideoAsset
 from videopoll.model import normalise_id as normalise
 from videopoll.ports import AgentAPI, ArtifactSource, Store
-from videopoll.services.local import LocalStore
+from videopoll.services.local.store import LocalStore
 from videopoll.settings import Settings
 from videopoll.testing import FakeAgent, FakeArtifacts, FakeClock, InMemoryStore, fake_mp4
-from videopoll.transfers import object_key
 
 from .faults import Fault, Faulty, Killed, Process
 

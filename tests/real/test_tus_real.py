@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from videopoll.errors import AuthError, ProtocolError, Unreachable
-from videopoll.services import tus as tusmod
 from videopoll.services.http import make_client
-from videopoll.services.tus import Saved, TusClient
+from videopoll.services.supabase import tus as tusmod
+from videopoll.services.supabase.tus import Saved, TusClient
 
 from ..tuscut import CutPatch
 from .tus_server import RealTus

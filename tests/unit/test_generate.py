@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from videopoll.engine.generate import generate
 from videopoll.errors import Refused, ServerError
-from videopoll.generate import generate
 from videopoll.model import Status, VideoAsset
 from videopoll.settings import Settings
 from videopoll.testing import FakeAgent, FakeClock, InMemoryStore

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from videopoll.generate import (
+from videopoll.engine.generate import (
     PROMPT,
     TITLE_BEGIN,
     TITLE_END,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from videopoll.engine.verify import verified
 from videopoll.errors import ArtifactMissing, ConfigError, ServerError, ShortBody
 from videopoll.model import AgentState, Status
 from videopoll.ports import AgentAPI, ArtifactSource, Store
@@ -21,7 +22,6 @@ from videopoll.testing import (
     git_blob_sha,
     lfs_pointer,
 )
-from videopoll.transfer import verified
 
 
 def test_the_fakes_satisfy_the_ports() -> None:

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from videopoll.engine.verify import check_github_path, check_size, verified
 from videopoll.errors import ContentMismatch, NotVideo, ShortBody, TooLarge, UnsafePath
 from videopoll.model import ArtifactRef
-from videopoll.transfer import check_github_path, check_size, verified
 
 MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256)) * 40
 

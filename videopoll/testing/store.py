@@ -27,7 +27,7 @@ from ..model import (
     effects,
     transition,
 )
-from ..services.localdb import check_key, ts
+from ..services.local.schema import check_key, ts
 from ..transitions import METHODS, Transitions
 from .faults import Recorder, recorded
 from .rows import Row

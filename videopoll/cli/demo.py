@@ -13,15 +13,15 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from .generate import generate
-from .model import PassSummary, Status
-from .output import Output
-from .render import STATE_STYLE
-from .runtime import Runtime
-from .sandbox.stack import Sandbox
-from .services.local import LocalStore
-from .settings import from_env
-from .watching import watch_view
+from ..engine.generate import generate
+from ..model import PassSummary, Status
+from ..runtime import Runtime
+from ..sandbox.stack import Sandbox
+from ..services.local.store import LocalStore
+from ..settings import from_env
+from ..ui.console import Output
+from ..ui.render import STATE_STYLE
+from .watch import watch_view
 
 LESSONS = ("Photosynthesis in five minutes", "The Pythagorean theorem",
            "Thermodynamics of black holes")

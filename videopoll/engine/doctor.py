@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AuthError, ServiceError, VideopollError
-from .settings import Settings
+from ..errors import AuthError, ServiceError, VideopollError
+from ..settings import Settings
 
 SERVICES = ("store", "openhands", "github")
 

@@ -14,10 +14,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__
-from .errors import ConfigError, Interrupted, VideopollError
-from .output import Output
-from .settings import Settings, from_env
+from .. import __version__
+from ..errors import ConfigError, Interrupted, VideopollError
+from ..settings import Settings, from_env
+from ..ui.console import Output
 
 T = TypeVar("T")
 # A full or failing disk is the machine's trouble, not a configuration error.
@@ -122,7 +122,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("VIDEOPOLL_DEBUG"):
             out.raw(traceback.format_exc().rstrip())
         if exc.errno in DISK_FAULTS:  # the machine, not the configuration: exit 1
-            from .services.localdb import disk_error
+            from ..services.local.schema import disk_error
 
             return out.fail(disk_error(exc, "writing a local file"))
         return out.fail(ConfigError(f"{type(exc).__name__}: {exc.strerror or exc}"))

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ConfigError, ContentMismatch, RequestRejected
-from ..model import Change, Event, Guard, Lesson, VideoAsset, effects, transition
-from ..transitions import Transitions
-from .localdb import (
+from ...errors import ConfigError, ContentMismatch, RequestRejected
+from ...model import Change, Event, Guard, Lesson, VideoAsset, effects, transition
+from ...transitions import Transitions
+from .schema import (
     ASSET_COLUMNS,
     ASSETS_FROM,
     BOOKKEEPING_COLUMNS,

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import DiskError, RequestRejected, ServerError
-from ..model import Lesson, Status, VideoAsset
+from ...errors import DiskError, RequestRejected, ServerError
+from ...model import Lesson, Status, VideoAsset
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # The same width as TS_FORMAT: SQLite's %f has milliseconds only, so pad to microseconds.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ConfigError, NotFound
-from .model import normalise_id
-from .ports import AgentAPI, ArtifactSource, Store
+from ..errors import ConfigError, NotFound
+from ..model import normalise_id
+from ..ports import AgentAPI, ArtifactSource, Store
 
 
 def conversation_id(raw: str) -> str:

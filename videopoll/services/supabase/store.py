@@ -22,13 +22,14 @@ from postgrest.types import ReturnMethod
 from storage3.exceptions import StorageApiError
 from supabase import AsyncClient, AsyncClientOptions, SupabaseException, acreate_client
 
-from ..errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
-from ..model import Change, Lesson, Status, VideoAsset
-from ..transitions import Transitions
+from ...errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
+from ...model import Change, Lesson, Status, VideoAsset
+from ...transitions import Transitions
+from ..local.schema import disk
+from ..retry import idempotent
+from ..translate import transport_error
 from . import tus
-from .localdb import disk
-from .retry import idempotent
-from .supabase_edge import (
+from .edge import (
     BOOKKEEPING,
     COLUMNS,
     MIGRATION_HINT,
@@ -41,7 +42,6 @@ from .supabase_edge import (
     storage_error,
     valid_uuid,
 )
-from .translate import transport_error
 
 T = TypeVar("T")
 

@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
-from .errors import ConfigError, NotFound, Refused, RequestRejected, ServiceError
-from .model import Lesson, Status, VideoAsset
-from .ports import AgentAPI, Store
-from .settings import Settings
+from ..errors import ConfigError, NotFound, Refused, RequestRejected, ServiceError
+from ..model import Lesson, Status, VideoAsset
+from ..ports import AgentAPI, Store
+from ..settings import Settings
 
 TITLE_MAX = 200  # characters of a lesson title that reach the agent
 TITLE_BEGIN, TITLE_END = "<<<LESSON TITLE", "LESSON TITLE>>>"

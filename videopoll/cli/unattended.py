@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from .errors import ConfigError
-from .services.http import USER_AGENT
+from ..errors import ConfigError
+from ..services.http import USER_AGENT
 
 
 @contextmanager

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from .errors import AuthError, ServiceError, VideopollError
-from .model import Action, Item, PassError, PassSummary, Status, VideoAsset
-from .ports import Store
+from ..errors import AuthError, ServiceError, VideopollError
+from ..model import Action, Item, PassError, PassSummary, Status, VideoAsset
+from ..ports import Store
 
 
 class Pass:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .doctor import Check, config_checks, run_check
-from .errors import VideopollError
-from .model import normalise_id
-from .ports import AgentAPI, Store
-from .runtime import Runtime
-from .settings import Settings
+from ..engine.doctor import Check, config_checks, run_check
+from ..errors import VideopollError
+from ..model import normalise_id
+from ..ports import AgentAPI, Store
+from ..runtime import Runtime
+from ..settings import Settings
 
 SAMPLE = 99  # one batch: enough to tell a wrong account from a few lost conversations
 

@@ -7,13 +7,13 @@ import asyncio
 from rich.console import Group
 from rich.live import Live
 
-from . import actions
-from .logs import PassLog
-from .model import PassSummary
-from .output import Output
-from .progress import TransferBars, make_progress
-from .render import items_table, summary_line, summary_table
-from .runtime import Runtime
+from ..model import PassSummary
+from ..runtime import Runtime
+from ..ui import github_actions as actions
+from ..ui.console import Output
+from ..ui.progress import TransferBars, make_progress
+from ..ui.records import PassLog
+from ..ui.render import items_table, summary_line, summary_table
 
 
 async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: bool,

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from .errors import ArtifactError, AuthError, ConfigError, ServiceError, VideopollError
-from .model import (
+from ..errors import ArtifactError, AuthError, ConfigError, ServiceError, VideopollError
+from ..model import (
     Action,
     AgentState,
     ArtifactRef,
@@ -28,11 +28,11 @@ from .model import (
     Status,
     VideoAsset,
 )
-from .model import normalise_id as _normalise
-from .outcomes import Pass
-from .ports import AgentAPI, ArtifactSource, Store
-from .transfer import check_github_path
-from .transfers import Transfers
+from ..model import normalise_id as _normalise
+from ..ports import AgentAPI, ArtifactSource, Store
+from .bookkeeping import Pass
+from .transfer import Transfers
+from .verify import check_github_path
 
 T = TypeVar("T")
 Refs = dict[str, ArtifactRef | None]

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .model import Action, PassSummary
+from ..model import Action, PassSummary
 
 
 def enabled() -> bool:

@@ -11,8 +11,8 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .errors import ContentMismatch, NotVideo, ShortBody, TooLarge, UnsafePath
-from .model import ArtifactRef
+from ..errors import ContentMismatch, NotVideo, ShortBody, TooLarge, UnsafePath
+from ..model import ArtifactRef
 
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII without space
 

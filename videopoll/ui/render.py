@@ -11,7 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .model import Action, PassSummary, Status, VideoAsset, iso
+from ..model import Action, PassSummary, Status, VideoAsset, iso
 
 STATE_STYLE = {
     Status.STARTING: "cyan", Status.GENERATING: "yellow", Status.FINISHED: "blue",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from postgrest.exceptions import APIError
 from storage3.exceptions import StorageApiError
 
-from ..errors import (
+from ...errors import (
     AuthError,
     ConfigError,
     ProtocolError,
@@ -28,10 +28,10 @@ from ..errors import (
     ServerError,
     VideopollError,
 )
-from ..model import Status, VideoAsset
+from ...model import Status, VideoAsset
 
 if TYPE_CHECKING:
-    from .supabase import SupabaseStore
+    from .store import SupabaseStore
 
 SERVICE = "store"
 MIGRATION_HINT = "apply the migration `videopoll schema` prints (Supabase SQL editor)"

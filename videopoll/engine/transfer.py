@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .errors import (
+from ..errors import (
     ArtifactError,
     ArtifactMissing,
     AuthError,
@@ -18,13 +18,13 @@ from .errors import (
     ServiceError,
     VideopollError,
 )
-from .model import Action, ArtifactRef, Status, VideoAsset
-from .ports import ArtifactSource, Store
-from .transfer import check_size, verified
+from ..model import Action, ArtifactRef, Status, VideoAsset
+from ..ports import ArtifactSource, Store
+from .verify import check_size, verified
 
 if TYPE_CHECKING:
-    from .engine import EngineConfig
-    from .outcomes import Pass
+    from .bookkeeping import Pass
+    from .poller import EngineConfig
 
 
 def object_key(row: VideoAsset) -> str:

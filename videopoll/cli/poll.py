@@ -3,21 +3,21 @@ the dead-man's-switch ping and the exit code."""
 
 from __future__ import annotations
 
-from . import actions
-from .cli import run_async
-from .cron import Pinger
-from .errors import VideopollError
-from .logs import PassLog
-from .model import Action, PassSummary
-from .output import Output
-from .progress import TransferBars, make_progress
-from .render import summary_line, summary_view
-from .settings import Settings
+from ..errors import VideopollError
+from ..model import Action, PassSummary
+from ..settings import Settings
+from ..ui import github_actions as actions
+from ..ui.console import Output
+from ..ui.progress import TransferBars, make_progress
+from ..ui.records import PassLog
+from ..ui.render import summary_line, summary_view
+from .boundary import run_async
+from .unattended import Pinger
 
 
 async def one_pass(settings: Settings, out: Output, *, limit: int | None, dry_run: bool
                    ) -> PassSummary:
-    from .runtime import Runtime
+    from ..runtime import Runtime
 
     async with Runtime(settings, need=frozenset({"store", "openhands", "github"})) as rt:
         if not out.live or out.json_mode:

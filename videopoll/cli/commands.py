@@ -11,10 +11,10 @@ from typing import Annotated
 
 import typer
 
-from .cli import ALL, STORE, Json, Limit, app, finish, load_settings, run_async
-from .logs import LogStyle, PassLog
-from .output import Output
-from .render import checks_table, rows_table, status_view
+from ..ui.console import Output
+from ..ui.records import LogStyle, PassLog
+from ..ui.render import checks_table, rows_table, status_view
+from .boundary import ALL, STORE, Json, Limit, app, finish, load_settings, run_async
 
 LogFormat = Annotated[LogStyle | None, typer.Option(
     "--log-format", help="Write a log record per changed video to stderr, as text or JSON Lines.",
@@ -46,8 +46,8 @@ def poll(
     Example: videopoll poll --json
     Example (crontab): videopoll poll --quiet --lock ~/.cache/videopoll.lock
     """
-    from .cron import pass_lock  # httpx: loaded only when a command runs, not for --help
-    from .passes import run_poll
+    from .poll import run_poll
+    from .unattended import pass_lock  # httpx: loaded only when a command runs, not for --help
 
     out = Output(json_mode=json)
     settings = load_settings(out)
@@ -80,8 +80,8 @@ def watch(
 
     Example: videopoll watch --interval 10 --until-done
     """
-    from .runtime import Runtime
-    from .watching import watch_view
+    from ..runtime import Runtime
+    from .watch import watch_view
 
     out = Output(json_mode=json)
     settings = load_settings(out, interval=interval)
@@ -104,8 +104,8 @@ def status(
 
     Example: videopoll status 4f9c2a0e5b7d4c1e9a8b7c6d5e4f3a2b
     """
-    from .runtime import Runtime
-    from .status import conversation_id, explain
+    from ..engine.status import conversation_id, explain
+    from ..runtime import Runtime
 
     out = Output(json_mode=json)
     conversation_id(conversation)  # a malformed id is a usage error before any request
@@ -125,7 +125,7 @@ def pending(limit: Limit = None, json: Json = False) -> None:
 
     Example: videopoll pending --json
     """
-    from .runtime import Runtime
+    from ..runtime import Runtime
 
     out = Output(json_mode=json)
     settings = load_settings(out)
@@ -157,9 +157,9 @@ def generate(
 
     Example: videopoll generate 7d1f0c7e-1f52-4a53-9d0c-1b9e4c6f0a11 --wait
     """
-    from .generate import generate as start
-    from .generate import wait_started
-    from .runtime import Runtime
+    from ..engine.generate import generate as start
+    from ..engine.generate import wait_started
+    from ..runtime import Runtime
 
     out = Output(json_mode=json)
     settings = load_settings(out)
@@ -194,8 +194,8 @@ def retry(
     """
     import uuid
 
-    from .errors import ConfigError, NotFound, Refused
-    from .runtime import Runtime
+    from ..errors import ConfigError, NotFound, Refused
+    from ..runtime import Runtime
 
     if (asset is None) == (not failed):
         raise ConfigError("give either an asset id or --failed")
@@ -240,8 +240,8 @@ def doctor(
 
     Example: videopoll doctor --json
     """
+    from ..engine.doctor import exit_code
     from .diagnose import diagnose
-    from .doctor import exit_code
 
     out = Output(json_mode=json)
     checks = run_async(diagnose(load_settings(out), fix=fix))
@@ -258,7 +258,7 @@ def schema() -> None:
 
     Example: videopoll schema | psql "$DATABASE_URL"
     """
-    from .sql import schema_sql
+    from ..sql import schema_sql
 
     typer.echo(schema_sql(), nl=False)
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TextIO
 
-from .model import Action, PassSummary, iso
-from .output import Scrubber
+from ..model import Action, PassSummary, iso
+from .console import Scrubber
 
 
 class LogStyle(StrEnum):

@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from ..errors import (
+from ...errors import (
     AuthError,
     ConfigError,
     ContentMismatch,
@@ -31,8 +31,8 @@ from ..errors import (
     RequestRejected,
     ServiceError,
 )
-from .http import origin
-from .translate import error_for, safe_url, transport_error
+from ..http import origin
+from ..translate import error_for, safe_url, transport_error
 
 CHUNK = 6 * 1024 * 1024
 SERVICE = "store"

@@ -11,9 +11,9 @@ from typing import Any
 
 from rich.console import Console, RenderableType
 
-from .errors import VideopollError
+from ..errors import VideopollError
+from ..settings import env_file_path, read_env_file, scrub_order, secret_values
 from .render import dumps
-from .settings import env_file_path, read_env_file, scrub_order, secret_values
 
 
 class Scrubber:
