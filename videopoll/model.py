@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+
+class Service(StrEnum):
+    """The three services videopoll talks to: counters, errors and retries are per service."""
+
+    OPENHANDS = "openhands"
+    GITHUB = "github"
+    STORE = "store"
 
 
 class Status(StrEnum):
@@ -22,129 +31,6 @@ class Status(StrEnum):
 
 PENDING = frozenset({Status.STARTING, Status.GENERATING, Status.FINISHED, Status.TRANSFERRING})
 TERMINAL = frozenset({Status.READY, Status.FAILED})
-
-
-class Event(StrEnum):
-    """What is asked of a row; `TRANSITIONS` says from which states, under which guard."""
-
-    START = "start"  # `generate` records the start task of a row it inserted
-    RESOLVE = "resolve"  # the agent's conversation exists: generating
-    FINISH = "finish"  # the agent is done; the file may not be on GitHub yet
-    REOPEN = "reopen"  # the agent went back to work
-    CLAIM = "claim"  # a poller takes the transfer, under a lease on the store's clock
-    RENEW = "renew"  # the lease holder extends it while bytes flow
-    RELEASE = "release"  # the transfer stops for now; the row is claimable again
-    READY = "ready"  # the verified object is stored under `value` (the key)
-    FAIL = "fail"  # given up, `value` says why
-
-
-class Guard(StrEnum):
-    """What a transition needs beyond the row's status; leases use the store's clock."""
-
-    NONE = "none"
-    HOLDER = "holder"  # the caller holds the claim, live or not (nobody has taken it since)
-    LIVE = "live"  # the caller holds the claim and its lease has not run out
-    EXPIRED = "expired"  # nobody holds a live lease: a killed poller's claim ran out
-    SAME = "same"  # the row already is what the event would make it: a repeated call
-
-
-@dataclass(frozen=True)
-class Transition:
-    event: Event
-    source: Status
-    guard: Guard
-    target: Status
-
-
-def _each(event: Event, sources: frozenset[Status] | Status, guard: Guard,
-          target: Status) -> tuple[Transition, ...]:
-    group = sources if isinstance(sources, frozenset) else frozenset({sources})
-    return tuple(Transition(event, s, guard, target) for s in sorted(group))
-
-
-# The state machine, written once: the stores apply it (SQLite and in memory read this table;
-# the Supabase migration's `videopoll_apply` carries it as a VALUES list rendered from here),
-# and the contract suite tests every store against every line. Liveness: a row left
-# transferring by a killed poller can be failed, released or claimed by anyone once its lease
-# has run out. The SAME lines make a repeated call (a retry after a lost answer) report what
-# it did the first time instead of "changed by another poller" — only where no outcome is
-# counted: two pollers failing (or storing) the same row must not both count it, and the
-# store cannot tell a repeat of one's own call from another poller's.
-TRANSITIONS: tuple[Transition, ...] = (
-    *_each(Event.START, Status.STARTING, Guard.NONE, Status.STARTING),
-    *_each(Event.RESOLVE, Status.STARTING, Guard.NONE, Status.GENERATING),
-    *_each(Event.RESOLVE, Status.GENERATING, Guard.SAME, Status.GENERATING),
-    *_each(Event.FINISH, Status.GENERATING, Guard.NONE, Status.FINISHED),
-    *_each(Event.FINISH, Status.FINISHED, Guard.SAME, Status.FINISHED),
-    *_each(Event.REOPEN, Status.FINISHED, Guard.NONE, Status.GENERATING),
-    # A claim nobody is using any more (run out, or the caller's own) follows the agent
-    # back to work: the row is generating again, unclaimed, its finished_at cleared.
-    *_each(Event.REOPEN, Status.TRANSFERRING, Guard.HOLDER, Status.GENERATING),
-    *_each(Event.REOPEN, Status.TRANSFERRING, Guard.EXPIRED, Status.GENERATING),
-    *_each(Event.CLAIM, Status.FINISHED, Guard.NONE, Status.TRANSFERRING),
-    *_each(Event.CLAIM, Status.TRANSFERRING, Guard.EXPIRED, Status.TRANSFERRING),
-    *_each(Event.CLAIM, Status.TRANSFERRING, Guard.LIVE, Status.TRANSFERRING),
-    *_each(Event.RENEW, Status.TRANSFERRING, Guard.LIVE, Status.TRANSFERRING),
-    *_each(Event.RELEASE, Status.TRANSFERRING, Guard.HOLDER, Status.FINISHED),
-    *_each(Event.RELEASE, Status.TRANSFERRING, Guard.EXPIRED, Status.FINISHED),
-    *_each(Event.READY, Status.TRANSFERRING, Guard.LIVE, Status.READY),
-    *_each(Event.FAIL, PENDING - {Status.TRANSFERRING}, Guard.NONE, Status.FAILED),
-    *_each(Event.FAIL, Status.TRANSFERRING, Guard.HOLDER, Status.FAILED),
-    *_each(Event.FAIL, Status.TRANSFERRING, Guard.EXPIRED, Status.FAILED),
-)
-# Which column an event writes its `value` to: what SAME compares.
-EVENT_VALUE = {Event.START: "start_task_id", Event.RESOLVE: "conversation_id",
-               Event.READY: "storage_path", Event.FAIL: "error"}
-
-
-@dataclass(frozen=True)
-class Change:
-    """One event for one row, as a store's `apply` takes it."""
-
-    asset_id: str
-    event: Event
-    owner: str | None = None  # who holds (or takes) the claim
-    lease_s: float | None = None  # CLAIM, RENEW: how long the lease holds from now
-    value: str | None = None  # START task id, RESOLVE conversation id, READY key, FAIL reason
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.asset_id, "event": str(self.event), "owner": self.owner,
-                "lease_s": self.lease_s, "value": self.value}
-
-
-_UNCLAIMED: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
-_NO_UPLOAD: dict[str, Any] = {"upload_url": None, "upload_digest": None, "upload_offset": None,
-              "upload_prefix_sha256": None}
-
-
-def effects(change: Change, now: datetime) -> dict[str, Any]:
-    """What a (non-SAME) transition writes besides the status, column by column."""
-    lease = now + timedelta(seconds=change.lease_s or 0)
-    table: dict[Event, dict[str, Any]] = {
-        Event.START: {"start_task_id": change.value},
-        Event.RESOLVE: {} if change.value is None else {"conversation_id": change.value},
-        Event.FINISH: {"finished_at": now},
-        Event.REOPEN: {"finished_at": None, **_UNCLAIMED},
-        Event.CLAIM: {"claimed_by": change.owner, "claimed_until": lease},
-        Event.RENEW: {"claimed_until": lease},
-        Event.RELEASE: _UNCLAIMED,
-        Event.READY: {"storage_path": change.value, "error": None, **_UNCLAIMED, **_NO_UPLOAD},
-        Event.FAIL: {"error": change.value, **_UNCLAIMED},
-    }
-    return table[change.event]
-
-
-def transition(change: Change, row: VideoAsset, now: datetime) -> Transition | None:
-    """The line of TRANSITIONS that lets `change` happen to `row` at `now`, or None. The
-    first matching line wins; the table lists real moves before repeated calls (SAME)."""
-    held = row.claimed_until is not None and row.claimed_until > now
-    holder = change.owner is not None and row.claimed_by == change.owner
-    field = EVENT_VALUE.get(change.event)
-    same = field is None or change.value is None or getattr(row, field) == change.value
-    ok = {Guard.NONE: True, Guard.HOLDER: holder, Guard.LIVE: holder and held,
-          Guard.EXPIRED: not held, Guard.SAME: same}
-    return next((t for t in TRANSITIONS if t.event is change.event and t.source is row.status
-                 and ok[t.guard]), None)
 
 
 class Action(StrEnum):
@@ -315,9 +201,23 @@ class PassError:
         return {"asset_id": self.asset_id, "service": self.service, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class Counter:
+    """One number of a pass's summary: its JSON key, its label for people, how to count it."""
+
+    key: str
+    label: str
+    count: Callable[[PassSummary], int]
+    in_json: bool = True  # `errors` is a list in JSON; tables and lines show how many
+
+
 @dataclass
 class PassSummary:
-    """The result of one pass; `checked = still_generating + processed + failed`."""
+    """The result of one pass; `checked = still_generating + processed + failed`.
+
+    `COUNTERS` is the summary's shape, in order, written once: every table, line, log record
+    and step summary loops over it, so a new number touches this class and nothing else.
+    """
 
     timestamp: datetime
     items: list[Item] = field(default_factory=list)
@@ -343,13 +243,12 @@ class PassSummary:
     def still_generating(self) -> int:
         return self.checked - self.processed - self.failed
 
+    def counts(self) -> list[tuple[Counter, int]]:
+        return [(c, c.count(self)) for c in COUNTERS]
+
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "checked": self.checked,
-            "stillGenerating": self.still_generating,
-            "found": self.found,
-            "processed": self.processed,
-            "failed": self.failed,
+        out: dict[str, Any] = {c.key: n for c, n in self.counts() if c.in_json}
+        out |= {
             "timestamp": iso(self.timestamp),
             "errors": [e.to_json() for e in self.errors],
             "durationMs": self.duration_ms,
@@ -359,3 +258,13 @@ class PassSummary:
         if self.dry_run:
             out["dryRun"] = True
         return out
+
+
+COUNTERS: tuple[Counter, ...] = (
+    Counter("checked", "checked", lambda s: s.checked),
+    Counter("stillGenerating", "still generating", lambda s: s.still_generating),
+    Counter("found", "found", lambda s: s.found),
+    Counter("processed", "processed", lambda s: s.processed),
+    Counter("failed", "failed", lambda s: s.failed),
+    Counter("errors", "errors", lambda s: len(s.errors), in_json=False),
+)

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from .model import AgentState, ArtifactRef, Change, Lesson, StartTask, VideoAsset
+from .model import AgentState, ArtifactRef, Lesson, StartTask, VideoAsset
+from .states import Change
 
 
 class AgentAPI(Protocol):

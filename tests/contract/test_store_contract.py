@@ -19,19 +19,10 @@ from pathlib import Path
 import pytest
 
 from videopoll.errors import ConfigError, ContentMismatch, RequestRejected, ShortBody
-from videopoll.model import (
-    EVENT_VALUE,
-    PENDING,
-    TRANSITIONS,
-    Change,
-    Event,
-    Guard,
-    Status,
-    Transition,
-    VideoAsset,
-)
+from videopoll.model import PENDING, Status, VideoAsset
 from videopoll.ports import Store
 from videopoll.services.local.store import LocalStore
+from videopoll.states import EVENT_VALUE, TRANSITIONS, Change, Event, Guard, Transition
 from videopoll.testing import FakeClock, StoreHarness
 
 OWNER, OTHER = "poller-a:1", "poller-b:2"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from ..model import TRANSITIONS
+from ..states import TRANSITIONS
 
 
 def schema_sql() -> str:

@@ -15,20 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import ConfigError, ContentMismatch, RequestRejected
-from ..model import (
-    PENDING,
-    TERMINAL,
-    Change,
-    Event,
-    Guard,
-    Lesson,
-    Status,
-    VideoAsset,
-    effects,
-    transition,
-)
+from ..model import PENDING, TERMINAL, Lesson, Status, VideoAsset
 from ..services.local.schema import check_key, ts
-from ..transitions import METHODS, Transitions
+from ..states import METHODS, Change, Event, Guard, Transitions, effects, transition
 from .faults import Recorder, recorded
 from .rows import Row
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...errors import ConfigError, ContentMismatch, RequestRejected
-from ...model import Change, Event, Guard, Lesson, VideoAsset, effects, transition
-from ...transitions import Transitions
+from ...model import Lesson, VideoAsset
+from ...states import Change, Event, Guard, Transitions, effects, transition
 from .schema import (
     ASSET_COLUMNS,
     ASSETS_FROM,

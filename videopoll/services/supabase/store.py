@@ -23,8 +23,8 @@ from storage3.exceptions import StorageApiError
 from supabase import AsyncClient, AsyncClientOptions, SupabaseException, acreate_client
 
 from ...errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
-from ...model import Change, Lesson, Status, VideoAsset
-from ...transitions import Transitions
+from ...model import Lesson, Status, VideoAsset
+from ...states import Change, Transitions
 from ..local.schema import disk
 from ..retry import idempotent
 from ..translate import transport_error
