@@ -110,7 +110,7 @@ def main() -> int:
             _time_put(SupabaseStore, sink)
     if sink := os.environ.get("BENCH_TRACE"):
         _trace(sink)
-    from videopoll.cli.boundary import run
+    from videopoll.cli import run
 
     if target := os.environ.get("BENCH_PROFILE"):
         import cProfile

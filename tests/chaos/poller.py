@@ -306,8 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     args = options.args[1:] if options.args[:1] == ["--"] else options.args
 
-    from videopoll.cli import commands  # noqa: F401  (imported before the start line)
-    from videopoll.cli.boundary import run
+    from videopoll.cli import run  # the whole command line, imported before the start line
 
     trigger = Trigger(options.kill_at, options.marker)
     _install_github(trigger)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from videopoll.cli.boundary import run
+from videopoll.cli import run
 from videopoll.sandbox.mp4 import make_mp4
 from videopoll.sandbox.stack import Sandbox
 from videopoll.services.local.store import LocalStore

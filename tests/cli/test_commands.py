@@ -147,7 +147,15 @@ def test_help_version_and_schema(stack: Stack) -> None:
     for command in ("poll", "watch", "status", "pending", "generate", "demo", "doctor",
                     "schema", "retry"):
         assert command in help_text
-    assert "Example: videopoll poll --json" in stack.cli("poll", "--help").out
+    # Every command's help ends with examples, one to a line (never run together).
+    for command in ("poll", "watch", "status", "pending", "generate", "retry", "doctor",
+                    "schema", "demo"):
+        shown = stack.cli(command, "--help").out
+        examples = [line.strip() for line in shown.splitlines()
+                    if line.strip().startswith("videopoll ")]
+        assert examples and all(line.count("videopoll ") == 1 for line in examples), command
+    assert "\n    videopoll poll --json\n" in stack.cli("poll", "--help").out
+    assert "Examples:" in help_text and "videopoll doctor" in help_text
     assert stack.cli("--version").out.startswith("videopoll ")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from videopoll.cli.boundary import run
+from videopoll.cli import run
 from videopoll.sandbox.github import GitHubStandIn
 
 from ..cli.conftest import LocalSeed, Result

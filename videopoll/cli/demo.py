@@ -9,19 +9,15 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Annotated
 
-from rich.table import Table
-from rich.text import Text
+import typer
 
-from ..engine.generate import generate
-from ..model import PassSummary, Status
-from ..runtime import Runtime
-from ..sandbox.stack import Sandbox
-from ..services.local.store import LocalStore
-from ..settings import from_env
+from ..model import PassSummary, Service, Status
+from ..reports import DemoResult
 from ..ui.console import Output
-from ..ui.render import STATE_STYLE
-from .watch import watch_view
+from .options import Json
+from .session import Session, finish, run_async
 
 LESSONS = ("Photosynthesis in five minutes", "The Pythagorean theorem",
            "Thermodynamics of black holes")
@@ -35,12 +31,37 @@ SPEED = {  # a day's waiting squeezed into seconds
 }
 
 
+def demo(
+    json: Json = False,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Where to keep the demo's store [default: ./.videopoll/demo].")] = None,
+) -> None:
+    """Run the whole job on the embedded default: local store, local stand-ins of
+    OpenHands and GitHub, three lessons generated and watched to the end.
+
+    Needs no configuration and no network; --json prints one summary per pass (JSON Lines).
+
+    Example:
+
+      videopoll demo
+    """
+    out = Session.start(json=json).out
+    finish(run_async(run_demo(out, home or Path(".videopoll") / "demo")))
+
+
 def _fail_when(title: str | None, prompt: str) -> str | None:
     return REASON if FAILS in prompt else None
 
 
 async def run_demo(out: Output, home: Path) -> int:
     """Run the demo in `home` (wiped first); exit 0 when 2 are stored and 1 failed."""
+    from ..engine.generate import generate
+    from ..runtime import Runtime
+    from ..sandbox.stack import Sandbox
+    from ..services.local.store import LocalStore
+    from ..settings import from_env
+    from .watch import watch_view
+
     if home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True)
@@ -50,7 +71,7 @@ async def run_demo(out: Output, home: Path) -> int:
         settings = from_env(env)
         out.say(f"stand-ins: OpenHands {sandbox.openhands.url}, GitHub {sandbox.github.url}, "
                 f"repo {sandbox.repo}; local store in {home}")
-        async with Runtime(settings, need=frozenset({"store", "openhands", "github"})) as rt:
+        async with Runtime(settings, need=frozenset(Service)) as rt:
             local = rt.store
             assert isinstance(local, LocalStore)  # the demo always runs on the local store
             lessons = [local.add_lesson(title) for title in LESSONS]
@@ -63,18 +84,12 @@ async def run_demo(out: Output, home: Path) -> int:
             code = await watch_view(rt, out, interval=settings.interval, until_done=True,
                                     timeout=60, limit=None, collect=summaries)
             final = [await rt.store.get(row.id) or row for row in rows]
-    processed = sum(s.processed for s in summaries)
-    failed = sum(s.failed for s in summaries)
-    if not out.json_mode:
-        table = Table(title="demo result", title_justify="left")
-        for column in ("lesson", "status", "stored as / reason"):
-            table.add_column(column, overflow="fold")
-        for lesson, row in zip(lessons, final, strict=True):
-            table.add_row(lesson.title, Text(str(row.status), style=STATE_STYLE[row.status]),
-                          row.storage_path or row.error or "")
-        out.show(table)
-        out.line(f"{len(summaries)} passes: {processed} processed, {failed} failed")
-        bucket = home / "storage" / settings.bucket
-        out.say(f"stored videos are in {bucket.resolve()}/videos/")
-    ok = (processed, failed) == (2, 1) and sum(r.status is Status.READY for r in final) == 2
+    result = DemoResult([(lesson.title, row) for lesson, row in zip(lessons, final, strict=True)],
+                        len(summaries), sum(s.processed for s in summaries),
+                        sum(s.failed for s in summaries))
+    if not out.json_mode:  # --json: the summaries, one a pass, were the output
+        out.emit(result)
+        out.say(f"stored videos are in {(home / 'storage' / settings.bucket).resolve()}/videos/")
+    ok = (result.processed, result.failed) == (2, 1) and \
+        sum(r.status is Status.READY for r in final) == 2
     return code if ok else 1

@@ -17,6 +17,7 @@ import httpx
 
 from ..errors import ConfigError
 from ..services.http import USER_AGENT
+from ..ui.console import Output
 
 
 @contextmanager
@@ -89,3 +90,8 @@ class Pinger:
 
     def finish(self, code: int, body: str = "") -> None:
         self._send("" if code == 0 else f"/{code}", body)
+
+    def report(self, out: Output) -> None:
+        """Say on stderr which pings failed (they never fail the pass)."""
+        for problem in self.problems:
+            out.say(problem)

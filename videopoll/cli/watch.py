@@ -1,19 +1,57 @@
-"""`watch`'s display: a live table on a terminal, JSON Lines or plain lines otherwise."""
+"""`watch`: passes until Ctrl+C, nothing pending or a timeout; a live table on a terminal,
+JSON Lines or one plain line per pass otherwise."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Annotated
 
+import typer
 from rich.console import Group
 from rich.live import Live
 
 from ..model import PassSummary
-from ..runtime import Runtime
-from ..ui import github_actions as actions
 from ..ui.console import Output
 from ..ui.progress import TransferBars, make_progress
 from ..ui.records import PassLog
 from ..ui.render import items_table, summary_line, summary_table
+from .options import Json, Limit, LogFormat, duration
+from .poll import report_pass
+from .session import ALL, Session, finish
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+def watch(
+    interval: Annotated[float | None, typer.Option(
+        "--interval", parser=duration, metavar="DURATION",
+        help="Time between passes, e.g. 30, 90s, 5m [default: VIDEOPOLL_INTERVAL].")] = None,
+    until_done: Annotated[bool, typer.Option("--until-done",
+                                             help="Stop when nothing is pending.")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", parser=duration, metavar="DURATION",
+        help="Give up after this long, e.g. 600 or 10m (exit 1).")] = None,
+    limit: Limit = None,
+    log_format: LogFormat = None,
+    json: Json = False,
+) -> None:
+    """Run passes until Ctrl+C, until nothing is pending (--until-done) or --timeout.
+
+    On a terminal a live table shows each video; with --json one summary per pass is
+    printed as a JSON line; otherwise one plain line per pass.
+
+    Examples:
+
+      videopoll watch --interval 10 --until-done
+
+      videopoll watch --until-done --timeout 30m --json
+    """
+    session = Session.start(json=json, interval=interval)
+    log = PassLog(log_format, scrub=session.out.scrub)
+    finish(session.run(ALL, lambda rt: watch_view(
+        rt, session.out, interval=session.settings.interval, until_done=until_done,
+        timeout=timeout, limit=limit, log=log)))
 
 
 async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: bool,
@@ -22,6 +60,7 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
                      log: PassLog | None = None) -> int:
     """Run the engine's watch loop, rendering each pass; returns the exit code.
     Every pass's summary is appended to `collect` when given."""
+    log = log or PassLog(None, scrub=out.scrub)
     last: list[PassSummary] = []
     live = Live(console=out.out, auto_refresh=False, transient=False) \
         if out.live and not out.json_mode else None
@@ -40,12 +79,9 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
         last[:] = [summary]
         if collect is not None:
             collect.append(summary)
-        if log is not None:
-            log.summary(summary)
-        if actions.enabled():
-            actions.report(summary, out.raw, out.scrub)
+        report_pass(summary, out, log)
         if out.json_mode:
-            out.json(summary.to_json())
+            out.emit(summary)
         elif live is not None:
             live.update(view(), refresh=True)
         else:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import ConfigError, NotFound
 from ..model import normalise_id
 from ..ports import AgentAPI, ArtifactSource, Store
+from ..reports import StatusReport
 
 
 def conversation_id(raw: str) -> str:
@@ -19,7 +18,8 @@ def conversation_id(raw: str) -> str:
 
 
 async def explain(store: Store, agent: AgentAPI, artifacts: ArtifactSource, raw: str
-                  ) -> dict[str, Any]:
+                  ) -> StatusReport:
+    """The agent's state, the rows that follow the conversation, and its file on GitHub."""
     cid = conversation_id(raw)
     state = (await agent.states([cid])).get(cid)
     assets = await store.by_conversation(cid)
@@ -29,10 +29,5 @@ async def explain(store: Store, agent: AgentAPI, artifacts: ArtifactSource, raw:
     artifact = None
     if paths:
         refs = await artifacts.find(paths)
-        artifact = next((ref.to_json() for ref in refs.values() if ref is not None), None)
-    return {
-        "conversation_id": cid,
-        "agent": state.to_json() if state is not None else None,
-        "assets": [a.to_json() for a in assets],
-        "artifact": artifact,
-    }
+        artifact = next((ref for ref in refs.values() if ref is not None), None)
+    return StatusReport(cid, state, assets, artifact)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -12,8 +13,9 @@ from typing import Any
 from rich.console import Console, RenderableType
 
 from ..errors import VideopollError
+from ..reports import Report
 from ..settings import env_file_path, read_env_file, scrub_order, secret_values
-from .render import dumps
+from .render import dumps, view
 
 
 class Scrubber:
@@ -54,6 +56,11 @@ class Scrubber:
             return {self(str(k)): self.data(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.data(v) for v in value]
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            # A result before it is rendered: its strings scrubbed where they are, so no
+            # table can fold a secret across two lines before the text is scrubbed.
+            return dataclasses.replace(value, **{f.name: self.data(getattr(value, f.name))
+                                                 for f in dataclasses.fields(value) if f.init})
         return value
 
 
@@ -81,6 +88,14 @@ class Output:
     def live(self) -> bool:
         """Live redraws only on a real terminal that wants colour."""
         return self.out.is_terminal and not os.environ.get("NO_COLOR")
+
+    def emit(self, result: Report) -> None:
+        """A command's result, once: its JSON form under --json, else its view."""
+        clean = self.scrub.data(result)
+        if self.json_mode:
+            self.json(clean.to_json())
+        else:
+            self.show(view(clean))
 
     def json(self, data: Any) -> None:
         sys.stdout.write(dumps(self.scrub.data(data)) + "\n")

@@ -1,10 +1,14 @@
-"""Pure builders from result objects to rich renderables and JSON text (no I/O here)."""
+"""Pure builders from results to rich renderables and JSON text (no I/O here).
+
+`view(result)` is the human form of every command's result (`reports`, `model.PassSummary`);
+`Output.emit` prints it, or the result's `to_json()` under `--json`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
+from functools import singledispatch
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -12,6 +16,16 @@ from rich.table import Table
 from rich.text import Text
 
 from ..model import Action, PassSummary, Status, VideoAsset, iso
+from ..reports import (
+    DemoResult,
+    DoctorReport,
+    Generated,
+    Retried,
+    RowList,
+    Schema,
+    Skipped,
+    StatusReport,
+)
 
 STATE_STYLE = {
     Status.STARTING: "cyan", Status.GENERATING: "yellow", Status.FINISHED: "blue",
@@ -23,12 +37,26 @@ def dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
+def size(n: int) -> str:
+    """Bytes as people read them, in the progress bars' units (powers of 1000)."""
+    if n < 1000:
+        return f"{n} bytes"
+    value = n / 1000
+    for unit in ("kB", "MB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+# -- a pass ---------------------------------------------------------------------------------
+
 def summary_table(summary: PassSummary) -> Table:
     table = Table(title=f"Pass at {iso(summary.timestamp)}", title_justify="left")
-    for column in ("checked", "still generating", "found", "processed", "failed", "errors"):
-        table.add_column(column, justify="right")
-    table.add_row(str(summary.checked), str(summary.still_generating), str(summary.found),
-                  str(summary.processed), str(summary.failed), str(len(summary.errors)))
+    counts = summary.counts()
+    for counter, _ in counts:
+        table.add_column(counter.label, justify="right")
+    table.add_row(*(str(n) for _, n in counts))
     return table
 
 
@@ -41,12 +69,13 @@ def items_table(summary: PassSummary, *, progress: dict[str, tuple[int, int]] | 
     for column in ("video", "lesson", "state", "age", "changed", "action", "detail"):
         table.add_column(column, overflow="fold")
     for item in summary.items:
-        detail = item.detail
+        detail, state = item.detail, item.state
         if progress and item.asset_id in progress:
             done, total = progress[item.asset_id]
-            detail = f"transferring {done * 100 // max(total, 1)}% of {total} bytes"
+            detail = f"{done * 100 // max(total, 1)}% of {size(total)}"
+            state = Status.TRANSFERRING
         table.add_row(item.asset_id[:8], item.lesson_id[:8],
-                      Text(str(item.state), style=STATE_STYLE.get(item.state, "")),
+                      Text(str(state), style=STATE_STYLE.get(state, "")),
                       age(now, item.created_at) if item.created_at else "",
                       f"{age(now, item.changed_at)} ago" if item.changed_at else "",
                       "" if item.action is Action.NONE else str(item.action), detail)
@@ -69,33 +98,10 @@ def closing_lines(summary: PassSummary) -> list[str]:
     return lines
 
 
-def summary_view(summary: PassSummary) -> RenderableType:
-    parts: list[RenderableType] = [summary_table(summary)]
-    if summary.items:
-        parts.append(items_table(summary))
-    parts.extend(Text(line) for line in closing_lines(summary))
-    return Group(*parts)
-
-
 def summary_line(summary: PassSummary) -> str:
     """One plain line per pass, for logs and pipes."""
-    return (f"{iso(summary.timestamp)} checked={summary.checked} "
-            f"stillGenerating={summary.still_generating} found={summary.found} "
-            f"processed={summary.processed} failed={summary.failed} "
-            f"errors={len(summary.errors)}")
-
-
-def rows_table(rows: Sequence[VideoAsset], *, now: datetime) -> Table:
-    table = Table(title=f"{len(rows)} pending video(s)", title_justify="left")
-    for column in ("asset", "lesson", "status", "conversation", "age", "attempts", "error"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(row.id, row.lesson_id,
-                      Text(str(row.status), style=STATE_STYLE.get(row.status, "")),
-                      row.conversation_id or (f"task {row.start_task_id}" if row.start_task_id
-                                              else "-"),
-                      age(now, row.created_at), str(row.attempts), row.error or "")
-    return table
+    counts = " ".join(f"{c.key}={n}" for c, n in summary.counts())
+    return f"{iso(summary.timestamp)} {counts}"
 
 
 def age(now: datetime, then: datetime) -> str:
@@ -107,38 +113,113 @@ def age(now: datetime, then: datetime) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def status_view(report: dict[str, Any]) -> RenderableType:
-    table = Table(title=f"conversation {report['conversation_id']}", show_header=False,
+def rows_table(rows: list[VideoAsset], *, now: datetime, title: str) -> Table:
+    table = Table(title=f"{len(rows)} {title}", title_justify="left")
+    for column in ("asset", "lesson", "status", "conversation", "age", "attempts", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row.id, row.lesson_id,
+                      Text(str(row.status), style=STATE_STYLE.get(row.status, "")),
+                      row.conversation_id or (f"task {row.start_task_id}" if row.start_task_id
+                                              else "-"),
+                      age(now, row.created_at), str(row.attempts), row.error or "")
+    return table
+
+
+# -- every result, for people ---------------------------------------------------------------
+
+@singledispatch
+def view(result: object) -> RenderableType:
+    raise TypeError(f"no view for {type(result).__name__}")
+
+
+@view.register
+def _(summary: PassSummary) -> RenderableType:
+    parts: list[RenderableType] = [summary_table(summary)]
+    if summary.items:
+        parts.append(items_table(summary))
+    parts.extend(Text(line) for line in closing_lines(summary))
+    return Group(*parts)
+
+
+@view.register
+def _(listed: RowList) -> RenderableType:
+    return rows_table(listed.rows, now=listed.now, title=listed.title)
+
+
+@view.register
+def _(report: StatusReport) -> RenderableType:
+    table = Table(title=f"conversation {report.conversation_id}", show_header=False,
                   title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    agent = report["agent"]
+    agent = report.agent
     if agent is None:
         table.add_row("agent", "unknown to OpenHands")
     else:
-        table.add_row("agent", f"{agent['state']} (sandbox {agent['sandbox_status']}, "
-                               f"execution {agent['execution_status']})")
-        if agent.get("reason"):
-            table.add_row("reason", agent["reason"])
-    for row in report["assets"]:
-        table.add_row("asset", f"{row['id']} {row['status']} {row['github_path'] or ''}"
-                               + (f" error: {row['error']}" if row["error"] else ""))
-    if not report["assets"]:
+        table.add_row("agent", f"{agent.state} (sandbox {agent.sandbox_status}, "
+                               f"execution {agent.execution_status})")
+        if agent.reason:
+            table.add_row("reason", agent.reason)
+    for row in report.assets:
+        table.add_row("asset", f"{row.id} {row.status} {row.github_path or ''}"
+                               + (f" error: {row.error}" if row.error else ""))
+    if not report.assets:
         table.add_row("asset", "no row in lesson_assets")
-    artifact = report["artifact"]
+    artifact = report.artifact
     if artifact is None:
         table.add_row("GitHub", "not there yet")
     else:
-        lfs = ", Git LFS" if artifact["lfs"] else ""
-        table.add_row("GitHub", f"{artifact['path']} ({artifact['size']} bytes{lfs})")
+        lfs = ", Git LFS" if artifact.lfs else ""
+        table.add_row("GitHub", f"{artifact.path} ({size(artifact.size)}{lfs})")
     return table
 
 
-def checks_table(checks: Sequence[dict[str, Any]]) -> Table:
+@view.register
+def _(made: Generated) -> RenderableType:
+    row = made.row
+    return Text(f"{row.id} {row.status} lesson={row.lesson_id} "
+                f"conversation={row.conversation_id or '-'} task={row.start_task_id or '-'}\n"
+                f"the agent will commit {row.github_path}")
+
+
+@view.register
+def _(retried: Retried) -> RenderableType:
+    verb = "would retry" if retried.dry_run else "retried"
+    lines = [f"{verb} {len(retried.rows)} video(s)"]
+    lines += [f"  {row.id} -> {row.status}" for row in retried.rows]
+    return Text("\n".join(lines))
+
+
+@view.register
+def _(report: DoctorReport) -> RenderableType:
     table = Table(title="videopoll doctor", title_justify="left")
     for column in ("check", "ok", "detail"):
         table.add_column(column, overflow="fold")
-    for check in checks:
-        mark = Text("✔", style="green") if check["ok"] else Text("✘", style="red")
-        table.add_row(check["name"], mark, check["detail"])
+    for check in report.checks:
+        mark = Text("✔", style="green") if check.ok else Text("✘", style="red")
+        table.add_row(check.name, mark, check.detail)
     return table
+
+
+@view.register
+def _(schema: Schema) -> RenderableType:
+    # Piped into psql: every line exactly as written, never wrapped to the terminal.
+    return Text(schema.sql.rstrip("\n"), no_wrap=True, overflow="ignore")
+
+
+@view.register
+def _(skipped: Skipped) -> RenderableType:
+    return Text(f"skipped: {skipped.reason}")
+
+
+@view.register
+def _(demo: DemoResult) -> RenderableType:
+    table = Table(title="demo result", title_justify="left")
+    for column in ("lesson", "status", "stored as / reason"):
+        table.add_column(column, overflow="fold")
+    for title, row in demo.videos:
+        table.add_row(title, Text(str(row.status), style=STATE_STYLE[row.status]),
+                      row.storage_path or row.error or "")
+    return Group(table, Text(f"{demo.passes} passes: {demo.processed} processed, "
+                             f"{demo.failed} failed"))

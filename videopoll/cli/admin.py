@@ -1,0 +1,71 @@
+"""Commands that set up and check: `doctor` and `schema`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..errors import VideopollError
+from ..model import Service
+from ..reports import Check, DoctorReport, Schema
+from ..settings import Settings
+from .options import Json
+from .session import Session, finish, run_async
+
+
+def doctor(
+    fix: Annotated[bool, typer.Option("--fix", help="Create the bucket if it is missing.")
+                   ] = False,
+    json: Json = False,
+) -> None:
+    """Check configuration, credentials and reachability of each service.
+
+    Exit 0 when every check passes, 1 when one fails, 3 when a credential is refused.
+
+    Example:
+
+      videopoll doctor --json
+    """
+    session = Session.start(json=json)
+    report = run_async(diagnose(session.settings, fix=fix))
+    session.out.emit(report)
+    finish(report.exit_code)
+
+
+def schema(json: Json = False) -> None:
+    """Print the SQL migration a Supabase project applies (idempotent).
+
+    Example:
+
+      videopoll schema | psql -v ON_ERROR_STOP=1 --single-transaction "$DATABASE_URL"
+    """
+    from ..sql import schema_sql
+
+    Session.start(json=json).out.emit(Schema(schema_sql()))
+
+
+async def diagnose(settings: Settings, *, fix: bool = False) -> DoctorReport:
+    """Every check that can run with what is configured; a missing setting is a failed check,
+    not an early exit."""
+    from ..engine.doctor import config_checks, run_check, visible
+    from ..runtime import Runtime
+
+    checks = config_checks(settings)
+    ready = frozenset(s for s in Service if not settings.missing(s))
+    if Service.STORE not in ready:
+        return DoctorReport(checks)
+    try:
+        async with Runtime(settings, need=ready) as rt:
+            if fix:
+                checks += await run_check("store: bucket", rt.store.ensure_bucket)
+            checks += await run_check("store", rt.store.check)
+            if Service.OPENHANDS in ready:
+                checks += await run_check("openhands", rt.agent.check)
+                checks += await run_check("openhands: pending conversations",
+                                          lambda: visible(rt.store, rt.agent))
+            if Service.GITHUB in ready:
+                checks += await run_check("github", rt.artifacts.check)
+    except VideopollError as exc:  # the store could not even be opened
+        checks.append(Check("store", False, exc.message, refused=exc.exit_code == 3))
+    return DoctorReport(checks)

@@ -1,0 +1,94 @@
+"""Commands that change what is pending: `generate` and `retry`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..errors import ConfigError, NotFound, Refused
+from ..model import Status
+from ..reports import Generated, Retried
+from .options import DryRun, Json
+from .session import ALL, STORE, Session
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime  # imported to run, not for --help (httpx)
+
+
+def generate(
+    lesson: Annotated[str, typer.Argument(help="The lesson's id (a UUID in `lessons`).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the agent has started.")
+                    ] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the lesson's pending video: it is failed (\"replaced by a "
+                        "new video\") and a new one starts.")] = False,
+    json: Json = False,
+) -> None:
+    """Start an agent conversation that renders the lesson's video, and track it.
+
+    Writes the pending row first, then starts the conversation under an id chosen here, so
+    running it again (after an interruption) resumes that row instead of starting a second
+    agent. The next `poll` (or --wait) follows the start; a later one stores the video.
+
+    Example:
+
+      videopoll generate 7d1f0c7e-1f52-4a53-9d0c-1b9e4c6f0a11 --wait
+    """
+    from ..engine.generate import generate as start
+    from ..engine.generate import wait_started
+
+    session = Session.start(json=json)
+    out, settings = session.out, session.settings
+
+    async def work(rt: Runtime) -> Generated:
+        row = await start(rt.store, rt.agent, settings, lesson, force=force)
+        if wait and row.status is Status.STARTING:
+            out.say(f"started task {row.start_task_id}; waiting for the conversation…")
+            row = await wait_started(rt.store, rt.agent, row, timeout=settings.interval * 10,
+                                     every=min(2.0, settings.interval))
+        return Generated(row)
+
+    out.emit(session.run(ALL, work))
+
+
+def retry(
+    asset: Annotated[str | None, typer.Argument(help="The failed asset's id.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed video.")] = False,
+    dry_run: DryRun = False,
+    json: Json = False,
+) -> None:
+    """Put failed videos back to pending, keeping their error history (a redrive).
+
+    Examples:
+
+      videopoll retry --failed --dry-run
+
+      videopoll retry 0b6c0a57-7c39-4e3a-9d38-0a1e2d3c4b5a
+    """
+    if (asset is None) == (not failed):
+        raise ConfigError("give either an asset id or --failed")
+    wanted = None if asset is None else asset_id(asset)
+    session = Session.start(json=json)
+
+    async def work(rt: Runtime) -> Retried:
+        if wanted is not None:
+            row = await rt.store.get(wanted)
+            if row is None:
+                raise NotFound(f"asset not found: {wanted}")
+            if row.status is not Status.FAILED:
+                raise Refused(f"asset {wanted} is {row.status}, not failed: nothing to retry")
+        rows = await rt.store.retry(None if wanted is None else [wanted], dry_run=dry_run)
+        return Retried(rows, dry_run)
+
+    session.out.emit(session.run(STORE, work))
+
+
+def asset_id(raw: str) -> str:
+    """An asset id is a UUID; anything else is a usage error (exit 2)."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        shown = raw.encode("unicode_escape").decode("ascii")[:80]
+        raise ConfigError(f"not an asset id (a UUID): {shown}") from None

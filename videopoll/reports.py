@@ -1,0 +1,129 @@
+"""What each command answers, as typed results: built first, then rendered once — for people
+(ui.render's `view`) or as JSON (`to_json`) — through `Output.emit`. A pass's own result is
+`model.PassSummary`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from .model import AgentState, ArtifactRef, VideoAsset
+
+
+class Report(Protocol):
+    """Anything a command prints: its JSON form (its human form is ui.render's `view`)."""
+
+    def to_json(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """`status`: one conversation, from the agent, the store and GitHub."""
+
+    conversation_id: str
+    agent: AgentState | None
+    assets: list[VideoAsset]
+    artifact: ArtifactRef | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"conversation_id": self.conversation_id,
+                "agent": self.agent.to_json() if self.agent is not None else None,
+                "assets": [a.to_json() for a in self.assets],
+                "artifact": self.artifact.to_json() if self.artifact is not None else None}
+
+
+@dataclass(frozen=True)
+class RowList:
+    """Rows of `lesson_assets` (`pending`), oldest first, as of `now`."""
+
+    rows: list[VideoAsset]
+    now: datetime
+    title: str = "pending video(s)"
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [r.to_json() for r in self.rows]
+
+
+@dataclass(frozen=True)
+class Generated:
+    """`generate`: the row it wrote (and whose conversation it started)."""
+
+    row: VideoAsset
+
+    def to_json(self) -> dict[str, Any]:
+        return self.row.to_json()
+
+
+@dataclass(frozen=True)
+class Retried:
+    """`retry`: the rows put back (or, with `dry_run`, that would be)."""
+
+    rows: list[VideoAsset]
+    dry_run: bool = False
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [r.to_json() for r in self.rows]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One of doctor's checks."""
+
+    name: str
+    ok: bool
+    detail: str
+    refused: bool = False  # a service refused our credentials (exit 3)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """3 when a credential is refused, 1 when any check fails, else 0."""
+        if any(c.refused for c in self.checks):
+            return 3
+        return 0 if all(c.ok for c in self.checks) else 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"checks": [c.to_json() for c in self.checks]}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """`schema`: the migration's SQL."""
+
+    sql: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sql": self.sql}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A pass that did not run, and why (`poll --lock` while another run holds it)."""
+
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"skipped": True, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """`demo`: each lesson's video as the run left it, and the passes it took."""
+
+    videos: list[tuple[str, VideoAsset]]  # (lesson title, row)
+    passes: int
+    processed: int
+    failed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"videos": [{"lesson": title, **row.to_json()} for title, row in self.videos],
+                "passes": self.passes, "processed": self.processed, "failed": self.failed}
