@@ -17,7 +17,7 @@ from types import TracebackType
 
 import httpx
 
-from .engine.poller import EngineConfig, Poller
+from .engine import EngineConfig, Poller
 from .ports import AgentAPI, ArtifactSource, Store
 from .services.http import make_client
 from .services.retry import Budget, Pacer, Repeatable, idempotent

@@ -24,8 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from videopoll.engine import EngineConfig, Poller
 from videopoll.engine.generate import generate
-from videopoll.engine.poller import EngineConfig, Poller
 from videopoll.engine.transfer import object_key
 from videopoll.model import AgentState, ArtifactRef, Lesson, PassSummary, Status, VideoAsset
 from videopoll.model import normalise_id as normalise

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from videopoll.engine.poller import EngineConfig, Poller
+from videopoll.engine import EngineConfig, Poller
 from videopoll.model import PassSummary, Status, VideoAsset
 from videopoll.testing import FakeAgent, FakeArtifacts, FakeClock, InMemoryStore, fake_mp4
 

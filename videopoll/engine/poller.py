@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -31,12 +31,12 @@ from ..model import (
 from ..model import normalise_id as _normalise
 from ..ports import AgentAPI, ArtifactSource, Store
 from .bookkeeping import Pass
+from .config import EngineConfig
 from .transfer import Transfers
 from .verify import check_github_path
 
 T = TypeVar("T")
 Refs = dict[str, ArtifactRef | None]
-NOT_FOUND_GRACE = 300.0  # an id OpenHands does not know yet: give it five minutes
 # Errors no row gets past: every row would meet them the same way, so they end the pass.
 FATAL = (AuthError, ConfigError)
 NEVER_STARTED = ("the agent never started (generate was interrupted, or its start was lost); "
@@ -47,19 +47,6 @@ NO_START_SEEN = ("OpenHands shows no start of this video, and this key sees no c
                  "interrupted, run it again")
 NOBODY_KNOWN = ("OpenHands knows none of the {n} pending {what}: nothing was failed. The key "
                 "may belong to another account, or OPENHANDS_BASE_URL points at another server")
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    github_dir: str = "videos"
-    max_generation: float = 3600.0
-    artifact_grace: float = 600.0
-    not_found_grace: float = NOT_FOUND_GRACE
-    max_bytes: int = 2 * 1024**3
-    concurrency: int = 4
-    lease: float = 300.0
-    max_attempts: int = 3
-    writes_in_flight: int = 16  # row decisions at once (the store's connection pool size)
 
 
 class Poller:

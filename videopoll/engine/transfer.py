@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from ..errors import (
     ArtifactError,
@@ -20,11 +19,9 @@ from ..errors import (
 )
 from ..model import Action, ArtifactRef, Status, VideoAsset
 from ..ports import ArtifactSource, Store
+from .bookkeeping import Pass
+from .config import EngineConfig
 from .verify import check_size, verified
-
-if TYPE_CHECKING:
-    from .bookkeeping import Pass
-    from .poller import EngineConfig
 
 
 def object_key(row: VideoAsset) -> str:
