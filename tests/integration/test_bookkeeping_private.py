@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from videopoll.sandbox.supabase import SupabaseStandIn
-from videopoll.services.supabase.edge import EXPECTED_BOOKKEEPING, EXPECTED_FUNCTIONS
+from videopoll.services.supabase.checks import EXPECTED_BOOKKEEPING, EXPECTED_FUNCTIONS
 
 from .conftest import Seed
 

@@ -24,7 +24,7 @@ from videopoll.model import Status
 from videopoll.sandbox.pg import apply_sql, bootstrap_supabase, fresh_database
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
-from videopoll.services.supabase.edge import MOVED_COLUMNS
+from videopoll.services.supabase.checks import MOVED_COLUMNS
 from videopoll.services.supabase.store import SupabaseStore
 from videopoll.sql import schema_sql
 

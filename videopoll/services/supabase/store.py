@@ -29,19 +29,9 @@ from ..local.schema import disk
 from ..retry import idempotent
 from ..translate import transport_error
 from . import tus
-from .edge import (
-    BOOKKEEPING,
-    COLUMNS,
-    MIGRATION_HINT,
-    PENDING,
-    asset_row,
-    check_key,
-    key_role,
-    rest_error,
-    run_checks,
-    storage_error,
-    valid_uuid,
-)
+from .checks import key_role, run_checks
+from .errors import MIGRATION_HINT, rest_error, storage_error
+from .rows import BOOKKEEPING, COLUMNS, PENDING, asset_row, check_key, valid_uuid
 
 T = TypeVar("T")
 

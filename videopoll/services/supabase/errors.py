@@ -1,0 +1,78 @@
+"""Supabase's errors as videopoll's exception tree.
+
+postgrest's `APIError` carries the body's `code` but no HTTP status, so the code decides;
+storage3's `StorageApiError` carries the body's `statusCode` (Storage answers HTTP 400 for
+everything but 500) and its legacy `error` string as `code`. Messages name the operation and
+the server's short reason, never a key or a header value.
+"""
+
+from __future__ import annotations
+
+from postgrest.exceptions import APIError
+from storage3.exceptions import StorageApiError
+
+from ...errors import (
+    AuthError,
+    ConfigError,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    VideopollError,
+)
+
+SERVICE = "store"
+MIGRATION_HINT = "apply the migration `videopoll schema` prints (Supabase SQL editor)"
+# JWT refused, anonymous access, insufficient privilege; plain HTTP codes when the body was
+# not PostgREST's (postgrest-py then uses the status as the code).
+_AUTH = {"PGRST301", "PGRST302", "PGRST303", "42501", "28000", "28P01", "401", "403"}
+# Unknown function, table or column: the migration is missing or older than this client.
+# PGRST200: no relationship to embed (videopoll_assets is missing: an older migration).
+_SCHEMA = {"PGRST200", "PGRST202", "PGRST204", "PGRST205", "42883", "42P01", "42703"}
+_TRANSIENT_PREFIXES = ("08", "40", "53", "57", "58", "XX", "PGRST00")
+
+
+def _short(text: object) -> str:
+    return " ".join(str(text or "").split())[:200]
+
+
+def rest_error(exc: APIError, what: str) -> VideopollError:
+    """A PostgREST (or API gateway) error as videopoll's exception."""
+    code = str(exc.code or "")
+    message = _short(exc.message)
+    text = f"store: {what}: {message}" + (f" ({code})" if code else "")
+    # Supabase's gateway answers a missing or unknown apikey itself, without a code.
+    if code in _AUTH or message.startswith(("Invalid API key", "No API key found")):
+        return AuthError(text, service=SERVICE, status=401)
+    if code in _SCHEMA:
+        return ConfigError(f"{text}; the videopoll migration is missing or outdated",
+                           hint=MIGRATION_HINT)
+    if code == "429" or "rate limit" in message.lower():
+        return RateLimited(text, service=SERVICE, status=429)
+    if not code:
+        # PostgREST always sends a code: a JSON error without one came from something in front
+        # of it (gateway, proxy), and APIError does not keep the HTTP status.
+        if "no Route matched" in message:
+            return ConfigError(f"{text}; is SUPABASE_URL the project's API URL?")
+        return ServerError(f"{text} (from the API gateway)", service=SERVICE)
+    if code.startswith(_TRANSIENT_PREFIXES) or (code.isdigit() and int(code) >= 500):
+        return ServerError(text, service=SERVICE, status=int(code) if code.isdigit() else 503)
+    if code == "23505":  # a unique key: the row (or an open video of the lesson) exists
+        return RequestRejected(text, service=SERVICE, status=409)
+    return RequestRejected(text, service=SERVICE, status=int(code) if code.isdigit() else 400)
+
+
+def storage_error(exc: StorageApiError, what: str, bucket: str) -> VideopollError:
+    """A Storage error as videopoll's exception (a missing bucket is a configuration error)."""
+    status, code, message = str(exc.status), str(exc.code), _short(exc.message)
+    text = f"store: {what}: {message} (status {status})"
+    if status == "404" and (code == "Bucket not found" or "Bucket not found" in message):
+        return ConfigError(f"storage bucket {bucket!r} does not exist",
+                           hint="set VIDEOPOLL_BUCKET or run `videopoll doctor --fix`")
+    if status in ("401", "403") or code in ("Unauthorized", "InvalidJWT", "AccessDenied"):
+        return AuthError(text, service=SERVICE, status=int(status) if status.isdigit() else 403)
+    if status == "429":
+        return RateLimited(text, service=SERVICE, status=429)
+    if status.isdigit() and int(status) >= 500:
+        return ServerError(text, service=SERVICE, status=int(status))
+    return RequestRejected(text, service=SERVICE,
+                           status=int(status) if status.isdigit() else 400)
