@@ -61,7 +61,7 @@ def pass_over(world: World, results: Results, n: int, repeats: int) -> None:
     vp, base = runs["videopoll"][0], runs["baseline"][0]
 
     def median(who: str, what: str) -> float:
-        return statistics.median(getattr(r, what) for r in runs[who])
+        return float(statistics.median(getattr(r, what) for r in runs[who]))
 
     t_vp, t_base = median("videopoll", "seconds"), median("baseline", "seconds")
     results.pass_times[n] = (t_vp, t_base)

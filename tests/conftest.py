@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +50,24 @@ def no_backoff() -> Iterator[None]:
     """stamina's test mode: retries happen (up to 3 attempts) without sleeping."""
     with stamina.set_testing(True, attempts=3):
         yield
+
+
+# Figures some tests measure (claims per claimer, a large upload's memory, chaos tallies): kept
+# apart from assertions and shown once, in pytest's closing summary, instead of print()s.
+FIGURES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """`figures(line)` adds a line to the run's "figures" section."""
+    lines = request.config.stash.setdefault(FIGURES, [])
+    return lambda line: lines.append(f"{request.node.nodeid}: {line}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    lines = config.stash.get(FIGURES, [])
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)

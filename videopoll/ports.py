@@ -62,9 +62,9 @@ class ArtifactSource(Protocol):
         ...
 
 
-class Store(Protocol):
-    """Rows of `lesson_assets` (with videopoll's bookkeeping, which the SQL stores keep in
-    `videopoll_assets`), `lessons` and `videopoll_state`, plus the bucket.
+class Rows(Protocol):
+    """Rows of `lesson_assets` with videopoll's bookkeeping (which the SQL stores keep in
+    `videopoll_assets`), and their guarded transitions (`videopoll.states`).
 
     Leases and timestamps use the store's own clock (the database server's `now()`).
     """
@@ -78,7 +78,7 @@ class Store(Protocol):
     async def by_conversation(self, conversation_id: str) -> list[VideoAsset]: ...
 
     async def apply(self, changes: Sequence[Change]) -> list[bool]:
-        """Apply each change `model.TRANSITIONS` allows, all in one guarded call."""
+        """Apply each change `states.TRANSITIONS` allows, all in one guarded call."""
         ...
 
     async def record_start(self, asset_id: str, task_id: str) -> bool:
@@ -109,19 +109,6 @@ class Store(Protocol):
         """transferring -> finished, when owner holds it (after a transient error)."""
         ...
 
-    async def put(
-        self, asset: VideoAsset, key: str, chunks: AsyncIterator[bytes], *, size: int,
-        digest: str, owner: str, content_type: str = "video/mp4",
-    ) -> None:
-        """Upload to the deterministic key, upserting; raises what `chunks` raises.
-
-        `chunks` holds its last piece back until the bytes are verified, so an upload
-        whose stream raises must leave no object (or the previous one) behind. `digest`
-        names the content (git blob sha or LFS oid): a resumable upload left by a crash is
-        continued only for the same digest, and only by the lease holder `owner`.
-        """
-        ...
-
     async def mark_ready(self, asset_id: str, owner: str, storage_path: str) -> bool:
         """transferring -> ready, only while owner holds a live lease."""
         ...
@@ -141,6 +128,36 @@ class Store(Protocol):
         row. The error is appended to metadata.error_history; retried_at restarts the clock."""
         ...
 
+
+class Objects(Protocol):
+    """The bucket the videos are served from."""
+
+    async def put(
+        self, asset: VideoAsset, key: str, chunks: AsyncIterator[bytes], *, size: int,
+        digest: str, owner: str, content_type: str = "video/mp4",
+    ) -> None:
+        """Upload to the deterministic key, upserting; raises what `chunks` raises.
+
+        `chunks` holds its last piece back until the bytes are verified, so an upload
+        whose stream raises must leave no object (or the previous one) behind. `digest`
+        names the content (git blob sha or LFS oid): a resumable upload left by a crash is
+        continued only for the same digest, and only by the lease holder `owner`.
+        """
+        ...
+
+
+class StateCache(Protocol):
+    """A small key-value table (`videopoll_state`): what one pass leaves for the next, such
+    as GitHub's ETag and listing."""
+
+    async def get_state(self, key: str) -> dict[str, Any] | None: ...
+
+    async def set_state(self, key: str, value: dict[str, Any]) -> None: ...
+
+
+class Lessons(Protocol):
+    """The app's lessons and their video rows, as `generate` starts them."""
+
     async def lesson(self, lesson_id: str) -> Lesson | None: ...
 
     async def open_video(self, lesson_id: str) -> VideoAsset | None:
@@ -155,9 +172,9 @@ class Store(Protocol):
         (RequestRejected, status 409)."""
         ...
 
-    async def get_state(self, key: str) -> dict[str, Any] | None: ...
 
-    async def set_state(self, key: str, value: dict[str, Any]) -> None: ...
+class StoreChecks(Protocol):
+    """doctor's view of a store."""
 
     async def check(self) -> list[tuple[str, bool, str]]:
         """doctor's checks of this store: (name, ok, detail)."""
@@ -166,5 +183,10 @@ class Store(Protocol):
     async def ensure_bucket(self) -> list[tuple[str, bool, str]]:
         """doctor --fix: create the bucket (private) when it is missing."""
         ...
+
+
+class Store(Rows, Objects, StateCache, Lessons, StoreChecks, Protocol):
+    """One store (Supabase, the local SQLite file, the in-memory fake) in every role; the
+    engine's parts each ask for the roles they use."""
 
     async def close(self) -> None: ...

@@ -18,6 +18,7 @@ from types import TracebackType
 import httpx
 
 from .engine import EngineConfig, Poller
+from .model import Service
 from .ports import AgentAPI, ArtifactSource, Store
 from .services.http import make_client
 from .services.retry import Budget, Pacer, Repeatable, idempotent
@@ -36,13 +37,12 @@ def owner_id() -> str:
 class Runtime:
     """The adapters one command needs, over clients that share counters and a budget."""
 
-    def __init__(self, settings: Settings, *, need: frozenset[str],
+    def __init__(self, settings: Settings, *, need: frozenset[Service],
                  transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> None:
         settings.require(*sorted(need))
         self.settings = settings
         self.need = need
-        self.calls: Counter[str] = Counter({s: 0 for s in ("openhands", "github", "store")
-                                            if s in need})
+        self.calls: Counter[str] = Counter({s: 0 for s in Service if s in need})
         self.budget = Budget(max_wait=min(30.0, settings.interval))
         self.transports = dict(transports or {})
         self.owner = owner_id()
@@ -51,7 +51,7 @@ class Runtime:
         self._agent: AgentAPI | None = None
         self._artifacts: ArtifactSource | None = None
 
-    def client(self, service: str, base_url: str, headers: Mapping[str, str] | None = None,
+    def client(self, service: Service, base_url: str, headers: Mapping[str, str] | None = None,
                *, max_connections: int = 10, repeatable: Repeatable = idempotent,
                pacer: Pacer | None = None) -> httpx.AsyncClient:
         client = make_client(service, base_url, calls=self.calls, budget=self.budget,
@@ -63,7 +63,7 @@ class Runtime:
         return client
 
     async def __aenter__(self) -> Runtime:
-        if "store" in self.need:
+        if Service.STORE in self.need:
             self._store = await self._open_store()
         return self
 
@@ -83,8 +83,8 @@ class Runtime:
 
         assert s.supabase_url is not None and s.supabase_key is not None  # require() ran
         # Row writes of a pass go out together (EngineConfig.writes_in_flight): pool for them.
-        client = self.client("store", s.supabase_url, max_connections=max(16, s.concurrency * 4),
-                             repeatable=repeatable)
+        client = self.client(Service.STORE, s.supabase_url,
+                             max_connections=max(16, s.concurrency * 4), repeatable=repeatable)
         store = await SupabaseStore.connect(client, url=s.supabase_url,
                                             key=s.supabase_key.get(), bucket=s.bucket)
         self._stack.push_async_callback(store.close)
@@ -102,7 +102,7 @@ class Runtime:
 
             s = self.settings
             assert s.openhands_api_key is not None
-            client = self.client("openhands", s.openhands_base_url,
+            client = self.client(Service.OPENHANDS, s.openhands_base_url,
                                  auth_headers(s.openhands_api_key.get(), s.openhands_auth),
                                  pacer=Pacer(RATE))
             self._agent = OpenHandsAgent(client)
@@ -116,9 +116,10 @@ class Runtime:
             s = self.settings
             assert s.github_token is not None and s.github_repo is not None
             # Few connections: GitHub asks for serial requests (secondary rate limits).
-            api = self.client("github", s.github_api_url, github_headers(s.github_token.get()),
+            api = self.client(Service.GITHUB, s.github_api_url,
+                              github_headers(s.github_token.get()),
                               max_connections=max(2, s.concurrency), repeatable=repeatable)
-            downloads = self.client("github", "", max_connections=max(2, s.concurrency),
+            downloads = self.client(Service.GITHUB, "", max_connections=max(2, s.concurrency),
                                     repeatable=repeatable)
             self._artifacts = GitHubArtifacts(
                 api, downloads, repo=s.github_repo, ref=s.github_ref, directory=s.github_dir,

@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
 from .errors import ConfigError
+from .model import Service
 
 
 class Secret:
@@ -119,7 +120,7 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def require(self, *services: str) -> None:
+    def require(self, *services: Service) -> None:
         """Raise ConfigError naming the first missing variable of the given services."""
         missing: list[str] = []
         for service in services:
@@ -130,13 +131,13 @@ class Settings:
             raise ConfigError(f"{name} not configured",
                               hint=f"set {name} in the environment or in {where}")
 
-    def missing(self, service: str) -> list[str]:
-        if service == "openhands":
+    def missing(self, service: Service) -> list[str]:
+        if service == Service.OPENHANDS:
             return [] if self.openhands_api_key else ["OPENHANDS_API_KEY"]
-        if service == "github":
+        if service == Service.GITHUB:
             out = [] if self.github_token else ["GITHUB_TOKEN"]
             return out + ([] if self.github_repo else ["VIDEOPOLL_GITHUB_REPO"])
-        if service == "store" and self.store == "supabase":
+        if service == Service.STORE and self.store == "supabase":
             out = [] if self.supabase_url else ["SUPABASE_URL"]
             return out + ([] if self.supabase_key else ["SUPABASE_SERVICE_ROLE_KEY"])
         return []

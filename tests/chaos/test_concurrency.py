@@ -14,6 +14,7 @@ import json
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -95,7 +96,7 @@ def _check_exactly_once(world: World, videos: list[Video],
 
 @pytest.mark.parametrize("state", ["finished", "generating"])
 def test_four_pollers_move_each_video_exactly_once(world: World, state: str,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                   figures: Callable[[str], None]) -> None:
     """`finished`: the pollers race for the claims; `generating` (as the app inserts rows):
     they race one step earlier, for marking each conversation finished."""
     world.lease = 300.0  # the default: no crash here, so no lease may run out
@@ -107,16 +108,15 @@ def test_four_pollers_move_each_video_exactly_once(world: World, state: str,
         assert code == 0, f"exit {code}\n{out[-2000:]}\n{err[-4000:]}"
     summaries = [[json.loads(out)] for _code, out, _err in results]
     per_process = _check_exactly_once(world, videos, summaries)
-    with capsys.disabled():
-        print(f"\nchaos concurrency [{world.backend.kind}]: {POLLERS} pollers over {VIDEOS} "
-              f"{state} videos: checked {[s[0]['checked'] for s in summaries]}, stored "
-              f"{[per_process[i] for i in range(POLLERS)]} (sum "
-              f"{sum(per_process.values())}); object writes per video 1, blob downloads per "
-              f"video 1; lost 0, doubled 0, wrongly failed 0")
+    figures(f"chaos concurrency [{world.backend.kind}]: {POLLERS} pollers over {VIDEOS} "
+            f"{state} videos: checked {[s[0]['checked'] for s in summaries]}, stored "
+            f"{[per_process[i] for i in range(POLLERS)]} (sum "
+            f"{sum(per_process.values())}); object writes per video 1, blob downloads per "
+            f"video 1; lost 0, doubled 0, wrongly failed 0")
 
 
 
-def test_watch_overlapping_cron_polls(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_watch_overlapping_cron_polls(world: World, figures: Callable[[str], None]) -> None:
     world.lease = 300.0
     videos = world.add_videos([None] * 30)
     commands = [["watch", "--until-done", "--interval", "0.2", "--timeout", "120", "--json"],
@@ -128,10 +128,9 @@ def test_watch_overlapping_cron_polls(world: World, capsys: pytest.CaptureFixtur
                  for _code, out, _err in results]
     per_process = _check_exactly_once(world, videos, summaries)
     assert world.pending() == []
-    with capsys.disabled():
-        print(f"\nchaos watch+poll [{world.backend.kind}]: watch ({len(summaries[0])} passes) "
-              f"and 2 polls over 30 videos stored {[per_process[i] for i in range(3)]}; "
-              "lost 0, doubled 0")
+    figures(f"chaos watch+poll [{world.backend.kind}]: watch ({len(summaries[0])} passes) "
+            f"and 2 polls over 30 videos stored {[per_process[i] for i in range(3)]}; "
+            "lost 0, doubled 0")
 
 
 def test_claim_queued_behind_slow_downloads_keeps_its_lease(world: World) -> None:

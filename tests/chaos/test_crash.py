@@ -22,6 +22,7 @@ import json
 import os
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -229,14 +230,13 @@ def _kill_detail(world: World, since: int, pid: int) -> str | None:
     return str(mine[-1]["detail"]) if mine else None
 
 
-def crash_rounds(world: World, seed: int, count: int, capsys: pytest.CaptureFixture[str]
+def crash_rounds(world: World, seed: int, count: int, report: Callable[[str], None]
                  ) -> Tally:
     store = world.backend.kind
     points = choose(seed, count, store)
-    with capsys.disabled():
-        print(f"\nchaos crash [{store}] seed={seed} points={count} "
-              f"(VIDEOPOLL_CHAOS_SEED / VIDEOPOLL_CHAOS_POINTS to change): "
-              + "; ".join(f"{i}:{p}" for i, p in enumerate(points, 1)))
+    report(f"chaos crash [{store}] seed={seed} points={count} "
+            f"(VIDEOPOLL_CHAOS_SEED / VIDEOPOLL_CHAOS_POINTS to change): "
+            + "; ".join(f"{i}:{p}" for i, p in enumerate(points, 1)))
     tally = Tally(store, seed, Counter(), Counter(), Figures())
     only = {int(i) for i in (CHAOS_ENV["VIDEOPOLL_CHAOS_ONLY"] or "").split(",") if i}
     for index, point in enumerate(points, 1):
@@ -280,33 +280,32 @@ def crash_rounds(world: World, seed: int, count: int, capsys: pytest.CaptureFixt
     return tally
 
 
-def _report(tally: Tally, capsys: pytest.CaptureFixture[str]) -> None:
-    with capsys.disabled():
-        print("\n" + tally.line())
-        print(tally.breakdown())
-        for path in tally.figures.leftovers[:3]:
-            print(f"  leftover: {path}")
-        if len(tally.figures.leftovers) > 3:
-            print(f"  ... and {len(tally.figures.leftovers) - 3} more")
+def _report(tally: Tally, figures: Callable[[str], None]) -> None:
+    figures(tally.line())
+    figures(tally.breakdown())
+    for path in tally.figures.leftovers[:3]:
+        figures(f"  leftover: {path}")
+    if len(tally.figures.leftovers) > 3:
+        figures(f"  ... and {len(tally.figures.leftovers) - 3} more")
     assert not tally.figures.leftovers, f"temp files left behind: {tally.figures.leftovers}"
     assert sum(tally.fired.values()) == sum(tally.tried.values())
 
 
 @pytest.mark.timeout(900)  # about 1.5-2 minutes per store on 2 cores
-def test_crash_at_seeded_points(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_crash_at_seeded_points(world: World, figures: Callable[[str], None]) -> None:
     """SIGKILL at DEFAULT_POINTS seeded points; nothing lost, doubled or wrongly failed."""
     seed, count = _seed_and_count(DEFAULT_POINTS)
-    _report(crash_rounds(world, seed, count, capsys), capsys)
+    _report(crash_rounds(world, seed, count, figures), figures)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_crash_at_many_points(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_crash_at_many_points(world: World, figures: Callable[[str], None]) -> None:
     """The same with SLOW_POINTS points and another seed (run with --slow)."""
     seed, count = _seed_and_count(SLOW_POINTS)
     if CHAOS_ENV["VIDEOPOLL_CHAOS_SEED"] is None:
         seed += 1
-    _report(crash_rounds(world, seed, count, capsys), capsys)
+    _report(crash_rounds(world, seed, count, figures), figures)
 
 
 def test_killed_upload_leaves_no_temp_file(world: World) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         return {**self.sandbox.env(), **self.seed.env()}
 
-    def cli(self, *args: str, env: dict[str, str | None] | None = None) -> Result:
+    def cli(self, *args: str, env: Mapping[str, str | None] | None = None) -> Result:
         """Run `videopoll ARGS` in this process with the stack's environment."""
         merged: dict[str, str | None] = {**self.env(), **(env or {})}
         with self.monkeypatch.context() as patch:

@@ -121,7 +121,6 @@ def test_github_actions_step_summary_and_annotations(stack: Stack, video: bytes,
     assert "| 2 | 0 | 1 | 1 | 1 | 0 |" in text
     assert "ffmpeg crashed" in text
     assert f"::error title=video failed::{failed}: ffmpeg crashed" in result.err.splitlines()
-    print(text)
 
 
 def test_retry_puts_failed_rows_back_with_their_history(stack: Stack) -> None:

@@ -61,8 +61,6 @@ def test_300_running_conversations_cost_4_state_requests_and_no_github(stack: St
     assert stack.sandbox.github.total() == 0
     store_calls = 1 if stack.seed.kind == "supabase" else 0  # the pending query, over REST
     assert summary["calls"] == {"openhands": 4, "github": 0, "store": store_calls}
-    print(f"300 running: openhands={stack.sandbox.openhands.total()} "
-          f"github={stack.sandbox.github.total()}")
 
 
 def test_an_unchanged_repository_costs_one_304_on_the_next_run(stack: Stack) -> None:

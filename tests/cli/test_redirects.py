@@ -40,7 +40,7 @@ class Recorder(StandIn):
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
     with Recorder() as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def redirect_to(recorder: Recorder, status: int = 302) -> Fault:

@@ -27,6 +27,7 @@ from videopoll.testing import FakeClock, StoreHarness
 
 OWNER, OTHER = "poller-a:1", "poller-b:2"
 LEASE = 60.0
+USER = "5b0c3a52-6f1e-4a8e-9d57-3c2f1a9e7b10"  # Supabase user ids are uuids
 
 
 async def make_row(h: StoreHarness, status: Status, *, lesson_id: str | None = None) -> str:
@@ -74,15 +75,15 @@ async def chunks(data: bytes, *, piece: int = 1000, fail_at: int | None = None
 async def test_app_inserted_row_defaults_to_generating(harness: StoreHarness, store: Store,
                                                         clock: FakeClock) -> None:
     """A row with only the app's columns reads as generating, with zeroed counters."""
-    lesson = harness.add_lesson("Photosynthesis", user_id="u1")
+    lesson = harness.add_lesson("Photosynthesis", user_id=USER)
     aid = harness.add_asset(lesson.id, conversation_id="c" * 32, github_path="videos/a.mp4",
-                            user_id="u1")
+                            user_id=USER)
     got = await row(store, aid)
     assert (got.status, got.conversation_id, got.github_path) == (
         Status.GENERATING, "c" * 32, "videos/a.mp4")
     assert (got.attempts, got.mismatches, got.error, got.storage_path) == (0, 0, None, None)
     assert got.created_at == got.updated_at == clock.now()
-    assert got.lesson_id == lesson.id and got.user_id == "u1"
+    assert got.lesson_id == lesson.id and got.user_id == USER
     assert await store.lesson(lesson.id) == lesson
     assert await store.lesson(str(uuid.uuid4())) is None
 
@@ -98,13 +99,13 @@ async def test_get_ignores_unknown_and_non_video_rows(harness: StoreHarness,
 
 async def test_insert_asset_creates_a_starting_row(harness: StoreHarness, store: Store,
                                                    clock: FakeClock) -> None:
-    lesson = harness.add_lesson("L", user_id="u9")
+    lesson = harness.add_lesson("L", user_id=USER)
     aid = str(uuid.uuid4())
-    made = await store.insert_asset(asset_id=aid, lesson_id=lesson.id, user_id="u9",
+    made = await store.insert_asset(asset_id=aid, lesson_id=lesson.id, user_id=USER,
                                     start_task_id="t" * 32, github_path="videos/x/y.mp4")
     assert made == await store.get(aid)
     assert (made.status, made.start_task_id, made.conversation_id, made.user_id) == (
-        Status.STARTING, "t" * 32, None, "u9")
+        Status.STARTING, "t" * 32, None, USER)
     assert made.github_path == "videos/x/y.mp4" and made.created_at == clock.now()
     assert harness.metadata(aid) == {"github_path": "videos/x/y.mp4"}
 

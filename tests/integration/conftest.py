@@ -17,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 
+from videopoll.model import Service
 from videopoll.sandbox.pg import PostgresUnavailable, ensure_server
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
@@ -116,7 +117,7 @@ def supa(seed: Seed, tmp_path: Path) -> Iterator[SupabaseStandIn]:
 @pytest.fixture
 async def http(supa: SupabaseStandIn) -> AsyncIterator[httpx.AsyncClient]:
     """The run's client, as the lead's client layer builds it (counted, bounded)."""
-    async with make_client("store", supa.url, calls=Counter()) as client:
+    async with make_client(Service.STORE, supa.url, calls=Counter()) as client:
         yield client
 
 

@@ -12,10 +12,12 @@ import asyncio
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from videopoll.model import Service
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
 from videopoll.services.supabase.store import SupabaseStore
@@ -28,7 +30,7 @@ CLAIMERS, ROWS = 8, 100
 
 @pytest.mark.parametrize("shape", ["finished", "expired"])
 def test_each_row_is_claimed_exactly_once(seed: Seed, supa: SupabaseStandIn, shape: str,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                          figures: Callable[[str], None]) -> None:
     """100 rows, 8 claimers in random orders at once: every row claimed, none twice."""
     ids = [seed.asset(status="finished") for _ in range(ROWS)]  # a lesson each
     if shape == "expired":
@@ -39,7 +41,7 @@ def test_each_row_is_claimed_exactly_once(seed: Seed, supa: SupabaseStandIn, sha
     start = threading.Barrier(CLAIMERS)
 
     async def claimer(owner: str) -> list[str]:
-        async with make_client("store", supa.url, calls=Counter()) as http:
+        async with make_client(Service.STORE, supa.url, calls=Counter()) as http:
             store = await SupabaseStore.connect(http, url=supa.url, key=supa.service_key,
                                                 bucket=BUCKET)
             order = random.Random(owner).sample(ids, len(ids))
@@ -53,12 +55,11 @@ def test_each_row_is_claimed_exactly_once(seed: Seed, supa: SupabaseStandIn, sha
         results = dict(zip(owners, pool.map(lambda o: asyncio.run(claimer(o)), owners),
                            strict=True))
     claims = Counter(aid for won in results.values() for aid in won)
-    with capsys.disabled():
-        print(f"\nclaims per claimer ({ROWS} {shape} rows, {CLAIMERS} claimers, "
-              f"{CLAIMERS * ROWS} attempts): "
-              + ", ".join(f"{o}={len(w)}" for o, w in results.items())
-              + f"; total={sum(claims.values())}, rows claimed twice="
-              + str(sum(1 for n in claims.values() if n > 1)))
+    figures(f"claims per claimer ({ROWS} {shape} rows, {CLAIMERS} claimers, "
+            f"{CLAIMERS * ROWS} attempts): "
+            + ", ".join(f"{o}={len(w)}" for o, w in results.items())
+            + f"; total={sum(claims.values())}, rows claimed twice="
+            + str(sum(1 for n in claims.values() if n > 1)))
     assert sorted(claims) == sorted(ids)
     assert set(claims.values()) == {1}
     holders = dict(seed.sql("select a.id::text, v.claimed_by from lesson_assets a "

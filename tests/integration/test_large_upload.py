@@ -9,7 +9,7 @@ import random
 import threading
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -63,7 +63,7 @@ async def generated(size: int, digest: hashlib._Hash) -> AsyncIterator[bytes]:
 
 async def test_large_upload_keeps_memory_flat(seed: Seed, store: SupabaseStore,
                                               supa: SupabaseStandIn,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              figures: Callable[[str], None]) -> None:
     aid = seed.asset(status="finished")
     assert await store.claim(aid, "poller-a:1", 600)
     asset = await store.get(aid)
@@ -81,10 +81,9 @@ async def test_large_upload_keeps_memory_flat(seed: Seed, store: SupabaseStore,
     finally:
         tracemalloc.stop()
     elapsed = time.monotonic() - started
-    with capsys.disabled():
-        print(f"\nlarge upload: {SIZE / MiB:.1f} MiB via TUS in {elapsed:.1f} s; "
-              f"tracemalloc peak {traced_peak / MiB:.1f} MiB, RSS peak delta "
-              f"{rss['delta'] / MiB:.1f} MiB (bound {BOUND // MiB} MiB)")
+    figures(f"large upload: {SIZE / MiB:.1f} MiB via TUS in {elapsed:.1f} s; "
+            f"tracemalloc peak {traced_peak / MiB:.1f} MiB, RSS peak delta "
+            f"{rss['delta'] / MiB:.1f} MiB (bound {BOUND // MiB} MiB)")
     assert supa.writes[f"{BUCKET}/{key}"] == 1
     assert supa.write_log[-1].sha256 == sent.hexdigest()
     assert supa.write_log[-1].size == SIZE

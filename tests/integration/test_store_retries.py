@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from videopoll.errors import RequestRejected, ServerError
+from videopoll.model import Service
 from videopoll.sandbox.server import Fault
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
@@ -25,7 +26,7 @@ OWNER = "poller-a:1"
 
 async def store_for(supa: SupabaseStandIn, calls: Counter[str]
                     ) -> tuple[httpx.AsyncClient, SupabaseStore]:
-    client = make_client("store", supa.url, calls=calls, repeatable=repeatable)
+    client = make_client(Service.STORE, supa.url, calls=calls, repeatable=repeatable)
     return client, await SupabaseStore.connect(client, url=supa.url, key=supa.service_key,
                                                bucket=BUCKET)
 

@@ -20,7 +20,7 @@ from videopoll.errors import (
     ShortBody,
     Unreachable,
 )
-from videopoll.model import VideoAsset
+from videopoll.model import Service, VideoAsset
 from videopoll.sandbox.server import Fault
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
@@ -171,7 +171,7 @@ async def test_a_patch_cut_short_resumes_from_the_bytes_the_server_kept(
     """The poller dies mid-PATCH: like the real tus server, the stand-in keeps the part of
     the chunk that arrived, so its offset is past the saved one; the next attempt checks
     the saved prefix and continues from the server's offset, without a new upload."""
-    async with make_client("store", supa.url, calls=Counter(),
+    async with make_client(Service.STORE, supa.url, calls=Counter(),
                            transport=CutPatch(nth=2, keep=MiB + 4321)) as cut:
         store = await SupabaseStore.connect(cut, url=supa.url, key=supa.service_key,
                                             bucket=BUCKET)

@@ -1,5 +1,7 @@
-"""`SupabaseStore` through the stand-in with the real supabase-py client: the Store contract,
-guarded transitions, leases on the server clock, and errors translated at the edge."""
+"""`SupabaseStore` through the stand-in with the real supabase-py client: what is Supabase's
+own (the original pending query, uuid and dashed ids, the app's columns, doctor's checks,
+errors translated at the edge). The transitions, leases on the server clock, retries and the
+state cache are the store contract's (tests/contract), which runs on this store too."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import httpx
 import pytest
 
 from videopoll.errors import AuthError, ConfigError, ProtocolError, ServerError, Unreachable
-from videopoll.model import Status
+from videopoll.model import Service, Status
 from videopoll.sandbox.server import Fault
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
@@ -20,7 +22,7 @@ from videopoll.services.supabase.store import SupabaseStore
 from .conftest import BUCKET, Seed
 
 pytestmark = pytest.mark.postgres
-A, B = "poller-a:1", "poller-b:2"
+A = "poller-a:1"
 
 
 async def test_pending_is_the_original_query_plus_states(seed: Seed, store: SupabaseStore
@@ -65,94 +67,6 @@ async def test_reads(seed: Seed, store: SupabaseStore) -> None:
     assert (made.status, row["kind"], row["mime_type"], row["start_task_id"]) == (
         Status.STARTING, "video", "video/mp4", "task-1")
     assert row["metadata"] == {"github_path": f"videos/{lesson}/v.mp4"}
-
-
-async def test_guarded_transitions_refuse_wrong_states_and_owners(seed: Seed,
-                                                                  store: SupabaseStore) -> None:
-    lesson = seed.lesson()
-    starting = (await store.insert_asset(asset_id=str(uuid.uuid4()), lesson_id=lesson,
-                                         user_id=None, start_task_id="t",
-                                         github_path="videos/a.mp4")).id
-    assert not await store.mark_finished(starting)
-    assert await store.resolve_start(starting, "c" * 32)
-    assert not await store.resolve_start(starting, "d" * 32)
-    assert not await store.claim(starting, A, 60)  # generating is not claimable
-    assert await store.mark_finished(starting)
-    assert (await store.get(starting)).finished_at is not None  # type: ignore[union-attr]
-    assert await store.mark_finished(starting)  # a repeated call says what it did
-    assert await store.mark_generating(starting)
-    assert (await store.get(starting)).finished_at is None  # type: ignore[union-attr]
-    assert not await store.mark_generating(starting)
-    assert await store.mark_finished(starting)
-    assert await store.claim(starting, A, 60)
-    assert not await store.claim(starting, B, 60)
-    assert not await store.renew(starting, B, 60)
-    assert await store.renew(starting, A, 60)
-    assert not await store.release(starting, B)
-    assert not await store.mark_failed(starting, "not yours", B)
-    assert not await store.mark_ready(starting, B, "videos/x.mp4")
-    assert await store.release(starting, A)
-    assert (await store.get(starting)).status is Status.FINISHED  # type: ignore[union-attr]
-    assert await store.claim(starting, B, 60)
-    assert await store.mark_ready(starting, B, "videos/x.mp4")
-    done = await store.get(starting)
-    assert done is not None
-    assert (done.status, done.storage_path, done.claimed_by) == (Status.READY, "videos/x.mp4",
-                                                                 None)
-    assert not await store.mark_failed(starting, "too late")
-    assert not await store.mark_ready(starting, B, "videos/x.mp4")  # counted once, by B
-    held = seed.asset(status="finished")
-    assert await store.claim(held, A, 60)
-    assert not await store.mark_failed(held, "boom")  # transferring: only its holder
-    assert await store.mark_failed(held, "boom", A)
-    assert (await store.get(held)).error == "boom"  # type: ignore[union-attr]
-
-
-async def test_an_expired_lease_is_claimable_and_its_old_holder_is_out(seed: Seed,
-                                                                       store: SupabaseStore
-                                                                       ) -> None:
-    aid = seed.asset(status="finished")
-    assert await store.claim(aid, A, 300)
-    assert not await store.claim(aid, B, 300)
-    seed.expire_lease(aid)
-    assert not await store.renew(aid, A, 300)
-    assert await store.claim(aid, B, 300)
-    assert not await store.mark_ready(aid, A, "videos/x.mp4")
-    assert await store.mark_ready(aid, B, "videos/x.mp4")
-
-
-async def test_record_error_and_retry(seed: Seed, store: SupabaseStore) -> None:
-    aid = seed.asset(status="finished")
-    assert await store.record_error(aid, "timeout") == 0
-    assert await store.record_error(aid, "bad bytes", mismatch=True) == 1
-    row = await store.get(aid)
-    assert row is not None
-    assert (row.status, row.attempts, row.mismatches, row.error) == (
-        Status.FINISHED, 2, 1, "bad bytes")
-    assert await store.mark_failed(aid, "gave up")
-    only_task = seed.asset(conversation_id=None, status="failed")
-    seed.sql("update lesson_assets set start_task_id = 't' where id = %s", [only_task])
-    would = await store.retry([aid], dry_run=True)
-    assert [(r.id, r.status) for r in would] == [(aid, Status.GENERATING)]
-    assert seed.row(aid)["status"] == "failed"
-    moved = await store.retry(None)
-    assert {(r.id, r.status) for r in moved} == {(aid, Status.GENERATING),
-                                                 (only_task, Status.STARTING)}
-    again, book = seed.row(aid), seed.book(aid)
-    assert again["metadata"]["error_history"][0]["error"] == "gave up"
-    assert book is not None
-    assert (again["error"], book["mismatches"], book["retried_at"] is not None) == (
-        None, 0, True)
-    assert await store.retry([]) == []
-    ready = seed.asset(storage_path="videos/r.mp4", status="ready")
-    assert await store.record_error(ready, "late") == 0
-
-
-async def test_state(store: SupabaseStore) -> None:
-    assert await store.get_state("github") is None
-    await store.set_state("github", {"etag": 'W/"1"', "paths": {"a": 1}})
-    await store.set_state("github", {"etag": 'W/"2"'})
-    assert await store.get_state("github") == {"etag": 'W/"2"'}
 
 
 async def test_check_reports_every_part(seed: Seed, store: SupabaseStore,
@@ -213,7 +127,7 @@ async def test_errors_are_translated_without_secrets(seed: Seed, supa: SupabaseS
 async def test_unreachable_and_unmigrated(pg_admin: str, tmp_path: Any) -> None:
     from videopoll.sandbox.pg import bootstrap_supabase, fresh_database
 
-    async with make_client("store", "http://127.0.0.1:9", calls=Counter()) as http:
+    async with make_client(Service.STORE, "http://127.0.0.1:9", calls=Counter()) as http:
         nowhere = await SupabaseStore.connect(http, url="http://127.0.0.1:9", key="k.e.y",
                                               bucket=BUCKET)
         with pytest.raises(Unreachable) as down:
@@ -224,7 +138,7 @@ async def test_unreachable_and_unmigrated(pg_admin: str, tmp_path: Any) -> None:
     with fresh_database("videopoll_bare", dsn=pg_admin) as dsn:
         bootstrap_supabase(dsn)
         with SupabaseStandIn(dsn, tmp_path / "bare") as bare:
-            async with make_client("store", bare.url, calls=Counter()) as http:
+            async with make_client(Service.STORE, bare.url, calls=Counter()) as http:
                 store = await SupabaseStore.connect(http, url=bare.url, key=bare.service_key,
                                                     bucket=BUCKET)
                 with pytest.raises(ConfigError) as unmigrated:

@@ -37,7 +37,7 @@ class Recorder(StandIn):
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
     with Recorder() as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 async def pieces(data: bytes) -> AsyncIterator[bytes]:

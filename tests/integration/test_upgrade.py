@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from videopoll.errors import ConfigError
-from videopoll.model import Status
+from videopoll.model import Service, Status
 from videopoll.sandbox.pg import apply_sql, bootstrap_supabase, fresh_database
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
@@ -165,7 +165,7 @@ async def test_functions_carry_on_with_the_moved_state(old_db: str, tmp_path: Pa
     ids = seed_old_state(old_db)
     with SupabaseStandIn(old_db, tmp_path / "storage") as supa:
         query(old_db, "insert into storage.buckets (id, name) values (%s, %s)", [BUCKET, BUCKET])
-        async with make_client("store", supa.url, calls=Counter()) as http:
+        async with make_client(Service.STORE, supa.url, calls=Counter()) as http:
             store = await SupabaseStore.connect(http, url=supa.url, key=supa.service_key,
                                                 bucket=BUCKET)
             checks = {n: (ok, d) for n, ok, d in await store.check()}

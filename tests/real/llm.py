@@ -64,7 +64,7 @@ class ScriptedLLM:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host!s}:{port}/v1"
 
     def start(self) -> ScriptedLLM:
         self._thread.start()

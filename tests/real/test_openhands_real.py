@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from videopoll.model import Service
 from videopoll.sandbox.mp4 import make_mp4
 from videopoll.sandbox.openhands_events import SHORT_RUN_KINDS
 from videopoll.services.http import make_client
@@ -35,7 +36,7 @@ SEEN: dict[str, str] = {}  # conversation ids of earlier tests, by role
 def agent_for(server: RealOpenHands, calls: Counter[str]) -> tuple[httpx.AsyncClient,
                                                                      OpenHandsAgent]:
     """videopoll's client as `Runtime` builds it, with the real server's session key."""
-    client = make_client("openhands", server.url, calls=calls,
+    client = make_client(Service.OPENHANDS, server.url, calls=calls,
                          headers=auth_headers(server.key, "session"))
     return client, OpenHandsAgent(client)
 
@@ -101,7 +102,7 @@ def test_self_hosted_rate_limit_is_waited_out(openhands: RealOpenHands) -> None:
     async def many(connections: int
                    ) -> tuple[list[dict[str, Any]], Counter[int], float, int]:
         calls: Counter[str] = Counter()
-        client = make_client("openhands", openhands.url, calls=calls,
+        client = make_client(Service.OPENHANDS, openhands.url, calls=calls,
                              headers=auth_headers(openhands.key, "session"),
                              max_connections=connections)
         agent = OpenHandsAgent(client, concurrency=30)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from videopoll.errors import AuthError, ProtocolError, Unreachable
+from videopoll.model import Service
 from videopoll.services.http import make_client
 from videopoll.services.supabase import tus as tusmod
 from videopoll.services.supabase.tus import Saved, TusClient
@@ -54,7 +55,7 @@ class Saves:
 async def upload(server: RealTus, data: bytes, name: str, *, saves: Saves,
                  saved: Saved | None = None, transport: httpx.AsyncBaseTransport | None = None,
                  key: str | None = None) -> None:
-    async with make_client("store", server.url, calls=Counter(), transport=transport) as http:
+    async with make_client(Service.STORE, server.url, calls=Counter(), transport=transport) as http:
         client = TusClient(http, f"{server.url}/storage/v1", key or server.key, BUCKET)
         await tusmod.upload(client, pieces(data), name=name, size=len(data),
                             content_type="video/mp4", digest=hashlib.sha1(data).hexdigest(),
@@ -62,7 +63,7 @@ async def upload(server: RealTus, data: bytes, name: str, *, saves: Saves,
 
 
 async def offset_of(server: RealTus, url: str) -> int | None:
-    async with make_client("store", server.url, calls=Counter()) as http:
+    async with make_client(Service.STORE, server.url, calls=Counter()) as http:
         return await TusClient(http, f"{server.url}/storage/v1", server.key, BUCKET).offset(url)
 
 
@@ -122,7 +123,7 @@ def test_terminate_abandons_an_upload(tus: RealTus) -> None:
     """DELETE ends an unfinished upload: HEAD no longer finds it."""
 
     async def go() -> tuple[int | None, int | None]:
-        async with make_client("store", tus.url, calls=Counter()) as http:
+        async with make_client(Service.STORE, tus.url, calls=Counter()) as http:
             client = TusClient(http, f"{tus.url}/storage/v1", tus.key, BUCKET)
             url = await client.create(name="videos/l1/a4.mp4", size=2 * CHUNK,
                                       content_type="video/mp4")

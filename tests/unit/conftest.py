@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from videopoll.engine import EngineConfig, Poller
-from videopoll.model import PassSummary, Status, VideoAsset
+from videopoll.model import AgentState, PassSummary, Status, VideoAsset
 from videopoll.testing import FakeAgent, FakeArtifacts, FakeClock, InMemoryStore, fake_mp4
 
 
@@ -21,14 +21,14 @@ class World:
     config: EngineConfig
 
     def poller(self, owner: str = "poller-1", **changes: object) -> Poller:
-        config = EngineConfig(**{**self.config.__dict__, **changes})  # type: ignore[arg-type]
+        config = EngineConfig(**{**self.config.__dict__, **changes})
         return Poller(self.store, self.agent, self.artifacts, config, owner=owner,
                       clock=self.clock.now, monotonic=self.clock.monotonic)
 
     async def poll(self, **kwargs: object) -> PassSummary:
         return await self.poller().poll_once(**kwargs)  # type: ignore[arg-type]
 
-    def video(self, agent_state: Status | None = Status.GENERATING, *,
+    def video(self, agent_state: Status | AgentState | None = Status.GENERATING, *,
               file: bytes | None = None, lfs: bool = False) -> VideoAsset:
         """A row as the app inserts it, its conversation, and (optionally) its file."""
         lesson = self.store.add_lesson(f"Lesson {len(self.store.lessons) + 1}")

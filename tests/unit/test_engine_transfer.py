@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from videopoll.errors import ServerError, ShortBody
-from videopoll.model import Action, Status
+from videopoll.model import Action, ArtifactRef, Status
 from videopoll.testing import fake_mp4
 
 from .conftest import MP4, World
@@ -98,8 +100,25 @@ async def test_concurrent_transfers_overlap_up_to_the_limit(world: World) -> Non
     for i in range(6):
         world.video(Status.FINISHED, file=fake_mp4(300_000, seed=i))
     world.artifacts.chunk_size = 10_000
+    original = world.artifacts.open
+    streaming: set[str] = set()
+    overlap: list[int] = []
+
+    async def counted(ref: ArtifactRef) -> AsyncIterator[bytes]:
+        streaming.add(ref.path)
+        try:
+            async for piece in original(ref):
+                overlap.append(len(streaming))
+                await asyncio.sleep(0)  # let the other transfers run between pieces
+                yield piece
+        finally:
+            streaming.discard(ref.path)
+
+    world.artifacts.open = counted  # type: ignore[method-assign]
     summary = await world.poller(concurrency=3).poll_once()
     assert summary.processed == 6
+    # Serial transfers would never exceed 1, unlimited ones would reach 6.
+    assert max(overlap) == 3
 
 
 async def test_claims_expire_and_the_old_holder_cannot_finish(world: World) -> None:
@@ -119,12 +138,12 @@ async def test_a_long_transfer_renews_its_lease(world: World) -> None:
     row = world.video(Status.FINISHED, file=MP4)
     original = world.artifacts.open
 
-    async def slow(ref: object) -> object:  # type: ignore[misc]
-        async for piece in original(ref):  # type: ignore[arg-type]
+    async def slow(ref: ArtifactRef) -> AsyncIterator[bytes]:
+        async for piece in original(ref):
             await asyncio.sleep(0.02)
             yield piece
 
-    world.artifacts.open = slow  # type: ignore[assignment,method-assign]
+    world.artifacts.open = slow  # type: ignore[method-assign]
     world.artifacts.chunk_size = 20_000  # 10 pieces, 0.2 s in all
     summary = await world.poller(lease=0.15).poll_once()
     assert summary.processed == 1 and world.row(row.id).status is Status.READY

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from videopoll.errors import AuthError, RateLimited, RequestRejected, ServerError, Unreachable
+from videopoll.model import Service
 from videopoll.services.http import USER_AGENT, make_client, send
 from videopoll.services.retry import Budget
 from videopoll.services.translate import retry_after
@@ -19,7 +20,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 def client_for(handler: Handler, calls: Counter[str], budget: Budget | None = None
                ) -> httpx.AsyncClient:
-    return make_client("github", "http://api.test", calls=calls, budget=budget,
+    return make_client(Service.GITHUB, "http://api.test", calls=calls, budget=budget,
                        transport=httpx.MockTransport(handler))
 
 
@@ -36,7 +37,7 @@ async def call(handler: Handler, *, idempotent: bool = True, budget: Budget | No
         request = client.build_request("GET", "/x")
         try:
             result: httpx.Response | Exception = await send(
-                client, request, service="github", idempotent=idempotent)
+                client, request, service=Service.GITHUB, idempotent=idempotent)
         except Exception as exc:
             result = exc
     return result, calls, seen
@@ -150,7 +151,7 @@ async def test_messages_carry_no_query_strings() -> None:
     async with client_for(sequence(httpx.ConnectError("x")), calls) as client:
         request = client.build_request("GET", "/obj?token=s3cr3t-signature")
         with pytest.raises(Unreachable) as info:
-            await send(client, request, service="github")
+            await send(client, request, service=Service.GITHUB)
     assert "s3cr3t" not in info.value.message
 
 
@@ -160,11 +161,11 @@ async def test_a_service_echoing_our_token_is_scrubbed_at_the_client_layer() -> 
     def echo(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, json={"message": f"bad {request.headers['Authorization']}"})
 
-    async with make_client("github", "http://api.test", calls=calls,
+    async with make_client(Service.GITHUB, "http://api.test", calls=calls,
                            headers={"Authorization": "Bearer ghp_ECHOED123"},
                            transport=httpx.MockTransport(echo)) as client:
         with pytest.raises(RequestRejected) as info:
-            await send(client, client.build_request("GET", "/x"), service="github")
+            await send(client, client.build_request("GET", "/x"), service=Service.GITHUB)
     assert "ghp_ECHOED123" not in info.value.message and "bad ***" in info.value.message
 
 
@@ -199,7 +200,7 @@ def test_every_client_is_built_under_the_retry_policy() -> None:
     builders = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                       if "AsyncClient(" in p.read_text() and "sandbox" not in p.parts)
     assert builders == ["services/http.py"]
-    client = make_client("anything", "http://x.test", calls=Counter(),
+    client = make_client(Service.STORE, "http://x.test", calls=Counter(),
                          transport=httpx.MockTransport(lambda r: httpx.Response(200)))
     assert isinstance(client._transport, RetryTransport)
 

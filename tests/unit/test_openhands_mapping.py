@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from videopoll.model import Status
+from videopoll.model import Service, Status
 from videopoll.services.http import make_client
 from videopoll.services.openhands import OpenHandsAgent, map_state, map_task, newest_status
 
@@ -111,7 +111,7 @@ async def _agent_error_state(state_events: list[dict[str, Any]],
         items = state_events if kind == "ConversationStateUpdateEvent" else error_events
         return httpx.Response(200, json={"items": items, "next_page_id": None})
 
-    client = make_client("openhands", "http://oh.test", calls=Counter(),
+    client = make_client(Service.OPENHANDS, "http://oh.test", calls=Counter(),
                          transport=httpx.MockTransport(answer))
     async with client:
         state = (await OpenHandsAgent(client).states(["a" * 32]))["a" * 32]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from videopoll.errors import ConfigError
+from videopoll.model import Service
 from videopoll.settings import from_env
 
 FULL = {
@@ -52,13 +53,13 @@ def test_repr_never_shows_secrets() -> None:
 def test_require_names_the_first_missing_variable() -> None:
     s = from_env({k: v for k, v in FULL.items() if k != "GITHUB_TOKEN"})
     with pytest.raises(ConfigError, match="GITHUB_TOKEN not configured") as info:
-        s.require("store", "openhands", "github")
+        s.require(Service.STORE, Service.OPENHANDS, Service.GITHUB)
     assert info.value.exit_code == 2
     assert info.value.hint is not None and ".env" in info.value.hint
 
 
 def test_local_store_needs_no_supabase() -> None:
-    from_env({"VIDEOPOLL_STORE": "local"}).require("store")
+    from_env({"VIDEOPOLL_STORE": "local"}).require(Service.STORE)
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [

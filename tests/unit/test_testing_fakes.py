@@ -11,7 +11,6 @@ import pytest
 from videopoll.engine.verify import verified
 from videopoll.errors import ArtifactMissing, ConfigError, ServerError, ShortBody
 from videopoll.model import AgentState, Status
-from videopoll.ports import AgentAPI, ArtifactSource, Store
 from videopoll.testing import (
     HTML_PAGE,
     FakeAgent,
@@ -22,14 +21,6 @@ from videopoll.testing import (
     git_blob_sha,
     lfs_pointer,
 )
-
-
-def test_the_fakes_satisfy_the_ports() -> None:
-    """Checked by mypy as much as at run time: the fakes implement the Protocols."""
-    store: Store = InMemoryStore()
-    agent: AgentAPI = FakeAgent()
-    artifacts: ArtifactSource = FakeArtifacts()
-    assert store and agent and artifacts
 
 
 async def test_fake_clock_moves_only_when_told() -> None:

@@ -59,13 +59,13 @@ async def diagnose(settings: Settings, *, fix: bool = False) -> DoctorReport:
         async with Runtime(settings, need=ready) as rt:
             if fix:
                 checks += await run_check("store: bucket", rt.store.ensure_bucket)
-            checks += await run_check("store", rt.store.check)
+            checks += await run_check(Service.STORE, rt.store.check)
             if Service.OPENHANDS in ready:
-                checks += await run_check("openhands", rt.agent.check)
+                checks += await run_check(Service.OPENHANDS, rt.agent.check)
                 checks += await run_check("openhands: pending conversations",
                                           lambda: visible(rt.store, rt.agent))
             if Service.GITHUB in ready:
-                checks += await run_check("github", rt.artifacts.check)
+                checks += await run_check(Service.GITHUB, rt.artifacts.check)
     except VideopollError as exc:  # the store could not even be opened
-        checks.append(Check("store", False, exc.message, refused=exc.exit_code == 3))
+        checks.append(Check(Service.STORE, False, exc.message, refused=exc.exit_code == 3))
     return DoctorReport(checks)

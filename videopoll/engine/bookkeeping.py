@@ -7,14 +7,14 @@ from dataclasses import replace
 from datetime import datetime
 
 from ..errors import AuthError, ServiceError, VideopollError
-from ..model import Action, Item, PassError, PassSummary, Status, VideoAsset
-from ..ports import Store
+from ..model import Action, Item, PassError, PassSummary, Service, Status, VideoAsset
+from ..ports import Rows
 
 
 class Pass:
     """The bookkeeping of one pass: one Item per row, errors, the dry-run switch."""
 
-    def __init__(self, store: Store, now: datetime, dry_run: bool) -> None:
+    def __init__(self, store: Rows, now: datetime, dry_run: bool) -> None:
         self.store = store
         self.now = now
         self.dry_run = dry_run
@@ -45,7 +45,7 @@ class Pass:
             try:
                 return await self.store.record_error(row.id, exc.message, mismatch=mismatch)
             except ServiceError as write_error:
-                self.error(row, write_error, "store")
+                self.error(row, write_error, Service.STORE)
         return 0
 
     async def defer_all(self, rows: list[VideoAsset], exc: ServiceError) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from ..errors import AuthError, VideopollError
 from ..model import Service, normalise_id
-from ..ports import AgentAPI, Store
+from ..ports import AgentAPI, Rows
 from ..reports import Check
 from ..settings import Settings
 
@@ -37,7 +37,7 @@ async def run_check(name: str, probe: Probe) -> list[Check]:
         return [Check(name, False, exc.message)]
 
 
-async def visible(store: Store, agent: AgentAPI) -> list[tuple[str, bool, str]]:
+async def visible(store: Rows, agent: AgentAPI) -> list[tuple[str, bool, str]]:
     """Are the pending rows' conversations visible with this key? None of them is the mark
     of a key of another account or another server (a pass then fails nothing)."""
     rows = [r for r in await store.pending(SAMPLE) if r.conversation_id]

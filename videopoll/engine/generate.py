@@ -9,11 +9,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import ConfigError, NotFound, Refused, RequestRejected, ServiceError
 from ..model import Lesson, Status, VideoAsset
-from ..ports import AgentAPI, Store
+from ..ports import AgentAPI, Lessons, Rows
 from ..settings import Settings
+
+
+class VideoStore(Rows, Lessons, Protocol):
+    """What generate uses of the store: the lesson, its open video, the new row."""
+
 
 TITLE_MAX = 200  # characters of a lesson title that reach the agent
 TITLE_BEGIN, TITLE_END = "<<<LESSON TITLE", "LESSON TITLE>>>"
@@ -84,7 +90,7 @@ def prompt_for(template: str, lesson: Lesson, settings: Settings, asset_id: str,
                            lesson_id=lesson.id, asset_id=asset_id)
 
 
-async def generate(store: Store, agent: AgentAPI, settings: Settings, lesson_id: str, *,
+async def generate(store: VideoStore, agent: AgentAPI, settings: Settings, lesson_id: str, *,
                    force: bool = False) -> VideoAsset:
     """Write the row first, then start the conversation under an id chosen here.
 
@@ -132,7 +138,7 @@ async def generate(store: Store, agent: AgentAPI, settings: Settings, lesson_id:
     return await _start(store, agent, settings, template, lesson, row)
 
 
-async def _start(store: Store, agent: AgentAPI, settings: Settings, template: str,
+async def _start(store: VideoStore, agent: AgentAPI, settings: Settings, template: str,
                  lesson: Lesson, row: VideoAsset, *, resumed: bool = False) -> VideoAsset:
     """Start the row's conversation and record its task. For a row an earlier run wrote,
     first ask whether that run's start arrived (by the conversation id, or by the start task
@@ -162,7 +168,7 @@ async def _start(store: Store, agent: AgentAPI, settings: Settings, template: st
     return await store.get(row.id) or row
 
 
-async def wait_started(store: Store, agent: AgentAPI, row: VideoAsset, *, timeout: float,
+async def wait_started(store: VideoStore, agent: AgentAPI, row: VideoAsset, *, timeout: float,
                        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                        every: float = 2.0) -> VideoAsset:
     """`generate --wait`: follow the start task until it is a conversation (or failed)."""

@@ -25,6 +25,7 @@ from ..model import (
     ArtifactRef,
     PassError,
     PassSummary,
+    Service,
     Status,
     VideoAsset,
 )
@@ -78,7 +79,7 @@ class Poller:
         except FATAL:
             raise
         except VideopollError as exc:  # nothing to decide: an empty pass with the error
-            run.error(None, exc, "store")
+            run.error(None, exc, Service.STORE)
             rows = []
         # A start task tells a starting row's progress (and why it failed); a row `generate`
         # wrote but could not record a task for is asked about by its conversation id.
@@ -174,7 +175,7 @@ class Poller:
             except VideopollError:
                 pass  # cannot tell: better to wait a pass than to fail a good video
         await run.defer_all(rows, ServiceError(NOBODY_KNOWN.format(n=len(rows), what=what),
-                                                 service="openhands"))
+                                                 service=Service.OPENHANDS))
         return True
 
     async def _states(self, run: Pass, rows: list[VideoAsset]
@@ -221,7 +222,7 @@ class Poller:
             if state is not None and state.lookup_error:
                 unread.setdefault(state.lookup_error, []).append(row)
         for message, waiting in unread.items():
-            await run.defer_all(waiting, ServiceError(message, service="openhands"))
+            await run.defer_all(waiting, ServiceError(message, service=Service.OPENHANDS))
         asked = [r for r, s in zip(asked, found, strict=True)
                  if s is None or not s.lookup_error]
         done = [r.github_path or "" for r in asked
@@ -258,7 +259,7 @@ class Poller:
                 return None
             row = replace(row, status=Status.GENERATING)
         if state.warning:
-            run.summary.errors.append(PassError(row.id, "openhands", state.warning))
+            run.summary.errors.append(PassError(row.id, Service.OPENHANDS, state.warning))
         if state.state is Status.FAILED:
             await run.fail(row, state.reason or "agent failed")
         elif state.state is Status.GENERATING:
@@ -290,7 +291,7 @@ class Poller:
         if task is None and not await self.agent.visible():
             # A key that sees nothing at all may be another account's: the start may be
             # running there. Fail nothing; rerunning `generate` resumes the row.
-            await run.defer_all([row], ServiceError(NO_START_SEEN, service="openhands"))
+            await run.defer_all([row], ServiceError(NO_START_SEEN, service=Service.OPENHANDS))
         elif task is None:
             await run.fail(row, NEVER_STARTED)
         elif task.state is Status.FAILED:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError, NotFound
 from ..model import normalise_id
-from ..ports import AgentAPI, ArtifactSource, Store
+from ..ports import AgentAPI, ArtifactSource, Rows
 from ..reports import StatusReport
 
 
@@ -17,7 +17,7 @@ def conversation_id(raw: str) -> str:
     return normal
 
 
-async def explain(store: Store, agent: AgentAPI, artifacts: ArtifactSource, raw: str
+async def explain(store: Rows, agent: AgentAPI, artifacts: ArtifactSource, raw: str
                   ) -> StatusReport:
     """The agent's state, the rows that follow the conversation, and its file on GitHub."""
     cid = conversation_id(raw)

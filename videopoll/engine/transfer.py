@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from typing import Protocol
 
 from ..errors import (
     ArtifactError,
@@ -18,10 +19,14 @@ from ..errors import (
     VideopollError,
 )
 from ..model import Action, ArtifactRef, Status, VideoAsset
-from ..ports import ArtifactSource, Store
+from ..ports import ArtifactSource, Objects, Rows
 from .bookkeeping import Pass
 from .config import EngineConfig
 from .verify import check_size, verified
+
+
+class TransferStore(Rows, Objects, Protocol):
+    """What a transfer uses of the store: the row's lease and the bucket."""
 
 
 def object_key(row: VideoAsset) -> str:
@@ -30,7 +35,7 @@ def object_key(row: VideoAsset) -> str:
 
 
 class Transfers:
-    def __init__(self, store: Store, artifacts: ArtifactSource, config: EngineConfig,
+    def __init__(self, store: TransferStore, artifacts: ArtifactSource, config: EngineConfig,
                  owner: str, progress: Callable[[str, int, int], None] | None) -> None:
         self.store = store
         self.artifacts = artifacts

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 CHUNK = 64 * 1024
@@ -168,7 +168,7 @@ class StandIn:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> StandIn:
+    def start(self) -> Self:
         self._server = _Server((self.host, self.port), _make_handler(self))
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
@@ -182,7 +182,7 @@ class StandIn:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> StandIn:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

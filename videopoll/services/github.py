@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 
 from ..errors import ArtifactMissing, ProtocolError, RequestRejected, ShortBody
-from ..model import ArtifactRef
-from ..ports import Store
+from ..model import ArtifactRef, Service
+from ..ports import StateCache
 from .http import send
 from .retry import idempotent
 
-SERVICE = "github"
+SERVICE = Service.GITHUB
 API_VERSION = "2022-11-28"
 POINTER_MAX = 1024  # an LFS pointer is ~130 bytes; no MP4 is this small
 _POINTER = re.compile(
@@ -62,7 +62,7 @@ class GitHubArtifacts:
     """Finds and streams artifacts in one repository folder on one branch."""
 
     def __init__(self, api: httpx.AsyncClient, downloads: httpx.AsyncClient, *, repo: str,
-                 ref: str, directory: str, lfs_url: str, token: str, state: Store) -> None:
+                 ref: str, directory: str, lfs_url: str, token: str, state: StateCache) -> None:
         self.api = api
         self.downloads = downloads  # no GitHub token: LFS hrefs live on other hosts
         self.repo = repo
@@ -244,13 +244,14 @@ class GitHubArtifacts:
         try:
             repo = await self._get(f"/repos/{self.repo}", what="repository")
         except RequestRejected as exc:
-            return [("github", False, self._not_found(exc).message)]
+            return [(Service.GITHUB, False, self._not_found(exc).message)]
         left = repo.headers.get("x-ratelimit-remaining")
         limit = repo.headers.get("x-ratelimit-limit")
         info = json_of(repo, "repository")
         visibility = "private" if isinstance(info, dict) and info.get("private") else "public"
-        checks = [("github", True, f"{self.repo} visible ({visibility}); "
-                                   f"rate limit {left}/{limit} left")]
+        checks: list[tuple[str, bool, str]] = [(
+            Service.GITHUB, True, f"{self.repo} visible ({visibility}); "
+            f"rate limit {left}/{limit} left")]
         try:
             head = await self._get(f"/repos/{self.repo}/commits/{self.ref}", what="branch",
                                      Accept="application/vnd.github.sha")

@@ -19,6 +19,7 @@ import httpx
 
 from .. import __version__
 from ..errors import ProtocolError
+from ..model import Service
 from .retry import REPEATABLE, Budget, Pacer, Repeatable, RetryTransport, idempotent
 from .translate import error_for, safe_url, transport_error
 
@@ -34,7 +35,7 @@ def tls_context() -> ssl.SSLContext:
 # Services whose redirects may lead to another origin: GitHub's blob, raw and LFS downloads are
 # served from other hosts. OpenHands and Supabase have no reason to send us elsewhere, so a
 # redirect that leaves their origin is refused rather than followed.
-CROSS_ORIGIN_REDIRECTS = frozenset({"github"})
+CROSS_ORIGIN_REDIRECTS = frozenset({Service.GITHUB})
 # What a request may still carry once a redirect has left the origin it was made for: nothing
 # that can hold a credential. An allowlist, because credentials hide in headers of any name
 # (`apikey`, `X-Session-API-Key`, the headers an LFS batch answer hands out).
@@ -50,7 +51,7 @@ def origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port or default
 
 
-def origin_guard(service: str) -> Callable[[httpx.Request], Any]:
+def origin_guard(service: Service) -> Callable[[httpx.Request], Any]:
     """A request hook that keeps credentials with the origin they were made for.
 
     httpx runs request hooks for every hop of a redirect chain and carries a request's
@@ -80,7 +81,7 @@ def origin_guard(service: str) -> Callable[[httpx.Request], Any]:
 
 
 def make_client(
-    service: str,
+    service: Service,
     base_url: str,
     *,
     calls: Counter[str],
@@ -118,7 +119,7 @@ async def send(
     client: httpx.AsyncClient,
     request: httpx.Request,
     *,
-    service: str,
+    service: Service,
     stream: bool = False,
     idempotent: bool | None = None,
     what: str = "",

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 
 from ..errors import AuthError, ProtocolError, ServiceError
-from ..model import AgentState, StartTask, Status, normalise_id
+from ..model import AgentState, Service, StartTask, Status, normalise_id
 from .http import send
 
-SERVICE = "openhands"
+SERVICE = Service.OPENHANDS
 STATE_BATCH = 99  # GET /app-conversations answers 400 for 100 ids or more
 TASK_BATCH = 99  # start-tasks?ids=: some versions enforce the same `< 100` as above
 EVENT_PAGE = 100  # events/search answers at most 100 a page
@@ -312,5 +312,5 @@ class OpenHandsAgent:
         probe = "0" * 32
         answer = await self._batch("/api/v1/app-conversations", [probe], "conversation states")
         detail = f"{self.client.base_url} reachable, key accepted"
-        return [("openhands", answer == [None], detail if answer == [None] else
+        return [(Service.OPENHANDS, answer == [None], detail if answer == [None] else
                  f"unexpected answer for an unknown id: {str(answer)[:80]}")]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import httpx
 import stamina
 
+from ..model import Service
 from .translate import is_rate_limited, retry_after, safe_url
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
@@ -117,7 +118,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
     the last answer on when it gives up (already read, so the caller's own error handling —
     ours, postgrest's, storage3's — sees the real status and body)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, *, service: str, budget: Budget,
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, service: Service, budget: Budget,
                  calls: Counter[str], repeatable: Repeatable = idempotent,
                  pacer: Pacer | None = None) -> None:
         self.inner = inner

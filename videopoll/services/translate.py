@@ -21,6 +21,7 @@ from ..errors import (
     ServiceError,
     Unreachable,
 )
+from ..model import Service
 
 SECRET_HEADERS = ("authorization", "apikey", "x-session-api-key", "x-access-token")
 
@@ -68,7 +69,7 @@ def is_rate_limited(response: httpx.Response) -> bool:
     return "rate limit" in _detail(response).lower()
 
 
-def error_for(response: httpx.Response, service: str, what: str = "") -> ServiceError:
+def error_for(response: httpx.Response, service: Service, what: str = "") -> ServiceError:
     """Translate an HTTP status into the exception tree (the same for every service)."""
     status = response.status_code
     label = f"{service}: {what} " if what else f"{service}: "
@@ -118,7 +119,7 @@ def unechoed(text: str, request: httpx.Request | None) -> str:
     return text
 
 
-def transport_error(exc: httpx.HTTPError, service: str, url: httpx.URL | str
+def transport_error(exc: httpx.HTTPError, service: Service, url: httpx.URL | str
                     ) -> ServiceError:
     """Any httpx failure without an answer to translate: a dead or slow connection is
     Unreachable; a redirect loop or a body that cannot be decoded breaks the protocol."""

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import ArtifactMissing, ServerError, ShortBody
-from ..model import AgentState, ArtifactRef, StartTask, Status
+from ..model import AgentState, ArtifactRef, Service, StartTask, Status
 from .faults import Recorder
 
 STATES_BATCH = 99  # OpenHands: "Too many ids requested. Maximum is 99."
@@ -81,7 +81,7 @@ class FakeAgent(Recorder):
         does, that conversation alone is undecided (`lookup_error`); a non-service `exc`
         (a bug, a kill) is raised instead."""
         self.broken[conversation_id] = exc or ServerError(
-            f"openhands: events of {conversation_id} failed (HTTP 500)", service="openhands",
+            f"openhands: events of {conversation_id} failed (HTTP 500)", service=Service.OPENHANDS,
             status=500)
 
     def heal_lookup(self, conversation_id: str) -> None:
@@ -145,7 +145,7 @@ class FakeAgent(Recorder):
     async def check(self) -> list[tuple[str, bool, str]]:
         self._record("check")
         self._fault("check")
-        return [("openhands", True, "fake agent")]
+        return [(Service.OPENHANDS, True, "fake agent")]
 
     def ready(self, start_id: str, conversation_id: str | None = None,
               state: AgentState | Status = Status.GENERATING) -> str:
@@ -249,7 +249,7 @@ class FakeArtifacts(Recorder):
     async def check(self) -> list[tuple[str, bool, str]]:
         self._record("check")
         self._fault("check")
-        return [("github", True, f"fake repository, {len(self.files)} files")]
+        return [(Service.GITHUB, True, f"fake repository, {len(self.files)} files")]
 
     def open(self, ref: ArtifactRef) -> AsyncIterator[bytes]:
         self._record("open", ref.path)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import ConfigError, ContentMismatch, RequestRejected
-from ..model import PENDING, TERMINAL, Lesson, Status, VideoAsset
+from ..model import PENDING, TERMINAL, Lesson, Service, Status, VideoAsset
 from ..services.local.schema import check_key, ts
 from ..states import METHODS, Change, Event, Guard, Transitions, effects, transition
 from .faults import Recorder, recorded
@@ -225,15 +225,16 @@ class InMemoryStore(Recorder, Transitions):
     def _insert(self, row: Row) -> None:
         # What the database's keys would refuse (PostgREST answers 409 for both).
         if row.lesson_id not in self.lessons:
-            raise RequestRejected(f"lesson {row.lesson_id} does not exist", service="store",
+            raise RequestRejected(f"lesson {row.lesson_id} does not exist", service=Service.STORE,
                                   status=409)
         if row.id in self.rows:
-            raise RequestRejected(f"asset {row.id} already exists", service="store", status=409)
+            raise RequestRejected(f"asset {row.id} already exists", service=Service.STORE,
+                                  status=409)
         if row.kind == "video" and row.status in PENDING and any(
                 r.kind == "video" and r.lesson_id == row.lesson_id and r.status in PENDING
                 for r in self.rows.values()):  # the one-open-video-per-lesson index
             raise RequestRejected(f"lesson {row.lesson_id} already has an open video",
-                                  service="store", status=409)
+                                  service=Service.STORE, status=409)
         self.rows[row.id] = row
 
     def add_lesson(self, title: str, user_id: str | None = None,
@@ -241,7 +242,7 @@ class InMemoryStore(Recorder, Transitions):
         """Seed a lesson as the app would."""
         lesson = Lesson(id=lesson_id or str(uuid.uuid4()), title=title, user_id=user_id)
         if lesson.id in self.lessons:
-            raise RequestRejected(f"lesson {lesson.id} already exists", service="store")
+            raise RequestRejected(f"lesson {lesson.id} already exists", service=Service.STORE)
         self.lessons[lesson.id] = lesson
         return lesson
 

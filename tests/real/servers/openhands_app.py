@@ -57,7 +57,7 @@ def patch_process_status() -> None:
             return SandboxStatus.MISSING
         return SandboxStatus.RUNNING
 
-    module.ProcessSandboxService._get_process_status = status  # type: ignore[method-assign]
+    module.ProcessSandboxService._get_process_status = status  # type: ignore[method-assign,unused-ignore]
 
 
 def configure(work: Path, base_port: int) -> None:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ...errors import DiskError, RequestRejected, ServerError
-from ...model import Lesson, Status, VideoAsset
+from ...model import Lesson, Service, Status, VideoAsset
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # The same width as TS_FORMAT: SQLite's %f has milliseconds only, so pad to microseconds.
@@ -157,10 +157,10 @@ def translated() -> Iterator[None]:
     try:
         yield
     except sqlite3.IntegrityError as exc:  # PostgREST answers 409 for a key, as here
-        raise RequestRejected(f"local store refused the write: {exc}", service="store",
+        raise RequestRejected(f"local store refused the write: {exc}", service=Service.STORE,
                               status=409) from exc
     except sqlite3.Error as exc:
-        raise ServerError(f"local store failed: {exc}", service="store") from exc
+        raise ServerError(f"local store failed: {exc}", service=Service.STORE) from exc
 
 
 def _wal(db: sqlite3.Connection, busy_timeout_s: float) -> None:
@@ -289,7 +289,7 @@ def check_key(key: str) -> str:
     if (not key or "\\" in key or "\0" in key
             or any(part in ("", ".", "..") for part in key.split("/"))):
         raise RequestRejected(f"object key {key!r} is not a plain path inside the bucket",
-                              service="store")
+                              service=Service.STORE)
     return key
 
 

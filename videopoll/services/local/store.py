@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...errors import ConfigError, ContentMismatch, RequestRejected
-from ...model import Lesson, VideoAsset
+from ...model import Lesson, Service, VideoAsset
 from ...states import Change, Event, Guard, Transitions, effects, transition
 from .schema import (
     ASSET_COLUMNS,
@@ -259,7 +259,7 @@ class LocalStore(Transitions):
         """Where the object `key` lives; refuses keys that would leave the bucket folder."""
         path = self.bucket_dir / check_key(key)
         if not path.resolve().is_relative_to(self.bucket_dir.resolve()):
-            raise RequestRejected(f"object key {key!r} leaves the bucket", service="store")
+            raise RequestRejected(f"object key {key!r} leaves the bucket", service=Service.STORE)
         return path
 
     async def put(self, asset: VideoAsset, key: str, chunks: AsyncIterator[bytes], *,

@@ -19,8 +19,9 @@ from ...errors import (
     ServerError,
     VideopollError,
 )
+from ...model import Service
 
-SERVICE = "store"
+SERVICE = Service.STORE
 MIGRATION_HINT = "apply the migration `videopoll schema` prints (Supabase SQL editor)"
 # JWT refused, anonymous access, insufficient privilege; plain HTTP codes when the body was
 # not PostgREST's (postgrest-py then uses the status as the code).
@@ -54,11 +55,16 @@ def rest_error(exc: APIError, what: str) -> VideopollError:
         if "no Route matched" in message:
             return ConfigError(f"{text}; is SUPABASE_URL the project's API URL?")
         return ServerError(f"{text} (from the API gateway)", service=SERVICE)
-    if code.startswith(_TRANSIENT_PREFIXES) or (code.isdigit() and int(code) >= 500):
-        return ServerError(text, service=SERVICE, status=int(code) if code.isdigit() else 503)
-    if code == "23505":  # a unique key: the row (or an open video of the lesson) exists
+    # An HTTP status stands in for the code only when the body was not PostgREST's; a
+    # SQLSTATE is five characters (23505 is a unique violation, not a server error).
+    http = int(code) if len(code) == 3 and code.isdigit() else None
+    transient = http is None and code.startswith(_TRANSIENT_PREFIXES)  # "400" is not class 40
+    if transient or (http is not None and http >= 500):
+        return ServerError(text, service=SERVICE, status=http or 503)
+    if code in ("23505", "23503"):  # a unique key (the row or an open video of the lesson
+        # exists) or a missing parent (no such lesson): the write conflicts with the data
         return RequestRejected(text, service=SERVICE, status=409)
-    return RequestRejected(text, service=SERVICE, status=int(code) if code.isdigit() else 400)
+    return RequestRejected(text, service=SERVICE, status=http or 400)
 
 
 def storage_error(exc: StorageApiError, what: str, bucket: str) -> VideopollError:

@@ -7,7 +7,7 @@ harmless. Rows are read from `lesson_assets` with videopoll's bookkeeping (claim
 mismatches, retry time: `videopoll_assets`, a table no app user can reach) embedded. Objects
 up to 6 MiB go through storage3's standard upload from a temp file; larger ones through TUS in
 6 MiB chunks, resumable after a crash (`services/tus.py`). Errors from postgrest, storage3 and
-httpx become videopoll's exceptions here, with service="store".
+httpx become videopoll's exceptions here, with service=Service.STORE.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from storage3.exceptions import StorageApiError
 from supabase import AsyncClient, AsyncClientOptions, SupabaseException, acreate_client
 
 from ...errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
-from ...model import Lesson, Status, VideoAsset
+from ...model import Lesson, Service, Status, VideoAsset
 from ...states import Change, Transitions
 from ..local.schema import disk
 from ..retry import idempotent
@@ -90,7 +90,7 @@ class SupabaseStore(Transitions):
         except StorageApiError as exc:
             raise storage_error(exc, what, self.bucket) from exc
         except httpx.RequestError as exc:
-            raise transport_error(exc, "store", self.url) from exc
+            raise transport_error(exc, Service.STORE, self.url) from exc
 
     async def _rpc(self, fn: str, **args: Any) -> Any:
         response = await self._call(fn, self._sb.rpc(fn, args).execute())
@@ -101,14 +101,14 @@ class SupabaseStore(Transitions):
         proxy, say) must never read as "matched"."""
         data = await self._rpc(fn, **args)
         if not isinstance(data, bool):
-            raise ProtocolError(f"store: {fn}: expected true or false", service="store")
+            raise ProtocolError(f"store: {fn}: expected true or false", service=Service.STORE)
         return data
 
     async def _rows(self, what: str, query: Any) -> list[dict[str, Any]]:
         response = await self._call(what, query.execute())
         data = response.data
         if not isinstance(data, list):
-            raise ProtocolError(f"store: {what}: expected a JSON array", service="store")
+            raise ProtocolError(f"store: {what}: expected a JSON array", service=Service.STORE)
         return data
 
     def _assets(self) -> Any:
@@ -160,7 +160,7 @@ class SupabaseStore(Transitions):
                 and all(isinstance(d, bool) for d in data)):
             # An HTML page from a proxy, say: never read as "applied".
             raise ProtocolError("store: videopoll_apply: expected one true or false per change",
-                                service="store")
+                                service=Service.STORE)
         return data
 
     async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
@@ -168,7 +168,7 @@ class SupabaseStore(Transitions):
                                 mismatch=mismatch)
         if not isinstance(count, int) or isinstance(count, bool):
             raise ProtocolError("store: videopoll_record_error: expected a number",
-                                service="store")
+                                service=Service.STORE)
         return count
 
     async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False
@@ -178,7 +178,8 @@ class SupabaseStore(Transitions):
             return []
         rows = await self._rpc("videopoll_retry", ids=ids, dry_run=dry_run)
         if not isinstance(rows, list):
-            raise ProtocolError("store: videopoll_retry: expected a JSON array", service="store")
+            raise ProtocolError("store: videopoll_retry: expected a JSON array",
+                                service=Service.STORE)
         return sorted((asset_row(r) for r in rows), key=lambda a: (a.created_at, a.id))
 
     async def lesson(self, lesson_id: str) -> Lesson | None:
@@ -206,7 +207,7 @@ class SupabaseStore(Transitions):
                "metadata": {"github_path": github_path}}
         rows = await self._rows("insert row", self._sb.table("lesson_assets").insert(row))
         if len(rows) != 1:
-            raise ProtocolError("store: insert returned no row", service="store")
+            raise ProtocolError("store: insert returned no row", service=Service.STORE)
         return asset_row(rows[0])
 
     async def get_state(self, key: str) -> dict[str, Any] | None:

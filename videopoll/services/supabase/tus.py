@@ -31,11 +31,12 @@ from ...errors import (
     RequestRejected,
     ServiceError,
 )
+from ...model import Service
 from ..http import origin
 from ..translate import error_for, safe_url, transport_error
 
 CHUNK = 6 * 1024 * 1024
-SERVICE = "store"
+SERVICE = Service.STORE
 log = logging.getLogger(__name__)
 
 
