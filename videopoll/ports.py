@@ -152,7 +152,14 @@ class StateCache(Protocol):
 
     async def get_state(self, key: str) -> dict[str, Any] | None: ...
 
-    async def set_state(self, key: str, value: dict[str, Any]) -> None: ...
+    async def set_state(self, key: str, value: dict[str, Any]) -> None:
+        """Keep `value` under `key`; a store may hold it back until its next row write
+        (`apply`) or `flush`, so the state costs no request of its own."""
+        ...
+
+    async def flush(self) -> None:
+        """Write what `set_state` held back (the end of a pass)."""
+        ...
 
 
 class Lessons(Protocol):

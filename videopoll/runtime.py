@@ -82,7 +82,8 @@ class Runtime:
         from .services.supabase.store import SupabaseStore, repeatable  # heavy: only when used
 
         assert s.supabase_url is not None and s.supabase_key is not None  # require() ran
-        # Row writes of a pass go out together (EngineConfig.writes_in_flight): pool for them.
+        # Row writes of a pass go out in batches (engine/writes.py); what runs at once is the
+        # uploads, a lease renewal for each, and a batch or two.
         client = self.client(Service.STORE, s.supabase_url,
                              max_connections=max(16, s.concurrency * 4), repeatable=repeatable)
         store = await SupabaseStore.connect(client, url=s.supabase_url,

@@ -152,9 +152,27 @@ async def _chunks_until(source: AsyncIterator[bytes], k: int, trigger: Trigger, 
 
 
 def _install_store(cls: type, trigger: Trigger) -> None:
+    from videopoll.states import METHODS
+
+    transitions = set(METHODS.values())
     for write in STORE_WRITES:
-        if hasattr(cls, write):
+        if hasattr(cls, write) and write not in transitions:
             _wrap(cls, write, f"store.{write}", trigger)
+    # Every transition reaches the store through one guarded `apply` (a pass sends its rows'
+    # changes in batches): a point names one change of one row, wherever its batch goes.
+    original_apply = cls.apply  # type: ignore[attr-defined]
+
+    @functools.wraps(original_apply)
+    async def apply(self: Any, changes: Any, *args: Any, **kwargs: Any) -> Any:
+        phases = {trigger.phase(f"store.{METHODS[c.event]}", c.asset_id) for c in changes}
+        if "before" in phases:
+            trigger.die(" ".join(f"{c.event}:{c.asset_id}" for c in changes))
+        result = await original_apply(self, changes, *args, **kwargs)
+        if "after" in phases:
+            trigger.die(" ".join(f"{c.event}:{c.asset_id}" for c in changes))
+        return result
+
+    cls.apply = apply  # type: ignore[attr-defined]
     original_put = cls.put  # type: ignore[attr-defined]
 
     @functools.wraps(original_put)

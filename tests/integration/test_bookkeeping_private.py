@@ -33,7 +33,9 @@ CALLS: dict[str, dict[str, Any]] = {
     "videopoll_apply": {"changes": [
         {"id": "{aid}", "event": event, "owner": "me", "lease_s": 60, "value": "x.mp4"}
         for event in ("claim", "renew", "release", "ready", "fail", "finish", "reopen",
-                      "resolve", "start")]},
+                      "resolve", "start")], "state": {"github": {"etag": "forged"}}},
+    # a read, but of every pending row's bookkeeping and of videopoll_state
+    "videopoll_pending": {"page_size": 1000, "with_state": True},
     "videopoll_transitions": {},
     "videopoll_record_error": {"asset_id": "{aid}", "error": "x", "mismatch": True},
     "videopoll_retry": {"ids": ["{aid}"], "dry_run": False},

@@ -12,7 +12,8 @@ from .conftest import Seed
 
 pytestmark = pytest.mark.postgres
 
-FUNCTIONS = ["videopoll_apply(jsonb)",
+FUNCTIONS = ["videopoll_apply(jsonb,jsonb)",
+             "videopoll_pending(integer,timestamptz,uuid,boolean)",
              "videopoll_transitions()",
              "videopoll_retry(uuid[],boolean)",
              "videopoll_save_upload(uuid,text,text,text,bigint,text)"]
@@ -84,10 +85,11 @@ def test_functions_are_for_the_service_role_only(seed: Seed, function: str) -> N
 def test_functions_are_volatile_invoker_with_a_pinned_search_path(seed: Seed) -> None:
     rows = seed.sql("select proname, provolatile, prosecdef, proconfig from pg_proc "
                     "where proname like 'videopoll\\_%%' and proname <> 'videopoll_touch'")
-    assert len(rows) == 7
+    assert len(rows) == 8
     # Reads are STABLE (the clock, the schema report) or IMMUTABLE (the transition table);
     # anything that writes is VOLATILE.
-    kinds = {"videopoll_schema_check": "s", "videopoll_now": "s", "videopoll_transitions": "i"}
+    kinds = {"videopoll_schema_check": "s", "videopoll_now": "s", "videopoll_pending": "s",
+             "videopoll_transitions": "i"}
     for name, volatile, definer, config in rows:
         assert (name, volatile, definer) == (name, kinds.get(name, "v"), False)
         assert config == ["search_path=public, pg_temp"]

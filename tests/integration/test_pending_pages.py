@@ -1,5 +1,7 @@
 """Hosted Supabase answers at most `max_rows` (1,000) rows a request, whatever `limit` says;
-the stand-in does the same, and `pending()` pages by key past it so no row goes unseen."""
+the stand-in does the same. `pending()` reads pages of 1,000 through `videopoll_pending` (one
+JSON value a request, which says whether another page follows) by key, so no row goes unseen
+and no request is spent learning that there is no more."""
 
 from __future__ import annotations
 
@@ -43,5 +45,13 @@ async def test_pending_sees_every_row_past_max_rows(seed: Seed, store: SupabaseS
     supa.reset_counts()
     got = await store.pending()
     assert [a.id for a in got] == order and sorted(order) == sorted(ids)
-    assert supa.counts["rest.table.get"] == 3
+    assert supa.counts["rest.rpc"] == 3 and supa.counts["rest.table.get"] == 0
     assert [a.id for a in await store.pending(limit=1_200)] == order[:1_200]
+
+
+async def test_a_full_last_page_costs_no_extra_request(seed: Seed, store: SupabaseStore,
+                                                       supa: SupabaseStandIn) -> None:
+    seed_many(seed, 2_000)
+    supa.reset_counts()
+    assert len(await store.pending()) == 2_000
+    assert supa.counts["rest.rpc"] == 2

@@ -51,7 +51,7 @@ async def test_a_stale_pooled_connection_is_retried(seed: Seed, supa: SupabaseSt
     calls: Counter[str] = Counter()
     client, store = await store_for(supa, calls)
     async with client:
-        supa.inject("rest.table.get", Fault("reset", times=1))
+        supa.inject("rest.rpc", Fault("reset", times=1))  # pending is videopoll_pending
         assert len(await store.pending()) == 1
     assert calls["store"] == 2
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from videopoll.errors import AuthError, ServerError, Unreachable
+from videopoll.errors import AuthError, RequestRejected, ServerError, Unreachable
 from videopoll.model import Action, AgentState, Status
 
 from .conftest import MP4, World
@@ -19,12 +19,9 @@ def actions(world: World, summary: object) -> dict[str, tuple[Status, Action]]:
     return {i.asset_id: (world.row(i.asset_id).status, i.action) for i in items}
 
 
-@pytest.mark.parametrize("method", ["mark_finished", "mark_failed", "mark_generating",
-                                    "resolve_start", "claim", "mark_ready"])
-async def test_a_store_write_that_fails_defers_only_its_row(world: World, method: str) -> None:
-    """One store error on one row: that row waits for the next pass, every other row is
-    decided as usual, and the pass returns its summary with the error in it."""
-    finished = world.video(Status.FINISHED)  # no file: only mark_finished is written
+def _five_rows(world: World) -> dict[str, str]:
+    """One row for each kind of write a pass makes, by the method that writes it."""
+    finished = world.video(Status.FINISHED)  # no file: claimed, then handed back
     failed = world.video(Status.FAILED)
     stored = world.video(Status.FINISHED, file=MP4)
     world.store.rows[stored.id].status = Status.FINISHED  # so it skips mark_finished
@@ -36,17 +33,55 @@ async def test_a_store_write_that_fails_defers_only_its_row(world: World, method
     world.store.rows[starting].status = Status.STARTING
     world.store.rows[starting].start_task_id = task
     world.agent.ready(task)
-    world.store.fail_next(method, ServerError("store: HTTP 503", service="store"))
+    return {"mark_finished": finished.id, "mark_failed": failed.id, "mark_generating": back.id,
+            "resolve_start": starting, "claim": stored.id, "mark_ready": stored.id}
+
+
+METHODS = ["mark_finished", "mark_failed", "mark_generating", "resolve_start", "claim",
+           "mark_ready"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_a_change_the_store_rejects_defers_only_its_row(world: World, method: str
+                                                              ) -> None:
+    """One row's change rejected (a 4xx about that change): the pass's batch is split until
+    the change stands alone, that row waits for the next pass, every other row is decided as
+    usual, and the pass returns its summary with the error in it."""
+    hit = _five_rows(world)[method]
+    # Rejected each time it is sent, as a change the store cannot take would be.
+    world.store.fail_next(method, RequestRejected("store: HTTP 400", service="store"),
+                          times=50, match=hit)
     summary = await world.poll()
     assert summary.checked == 5
     assert len(summary.errors) >= 1 and summary.errors[0].service == "store"
     deferred = [i.asset_id for i in summary.items if i.action is Action.DEFERRED]
-    hit = {"mark_finished": finished.id, "mark_failed": failed.id, "mark_generating": back.id,
-           "resolve_start": starting, "claim": stored.id, "mark_ready": stored.id}[method]
     assert deferred == [hit], [(i.detail, i.action) for i in summary.items]
     decided = {i.action for i in summary.items} - {Action.DEFERRED}
     assert decided, "the other rows were decided"
     assert summary.checked == summary.still_generating + summary.processed + summary.failed
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_a_store_down_for_a_batch_defers_its_rows_and_nothing_else(
+        world: World, method: str) -> None:
+    """The store fails a whole batch (a 503 after the client's retries): the rows of that
+    batch wait, none is failed or stored wrongly, the others are decided, the pass ends
+    with its summary, and the next pass settles everything."""
+    rows = _five_rows(world)
+    hit = rows[method]
+    before = {i: world.row(i).status for i in rows.values()}
+    world.store.fail_next(method, ServerError("store: HTTP 503", service="store"))
+    summary = await world.poll()
+    assert summary.checked == 5 and summary.errors[0].service == "store"
+    deferred = {i.asset_id for i in summary.items if i.action is Action.DEFERRED}
+    assert hit in deferred
+    for asset_id in deferred - {rows["mark_ready"]}:  # a deferred decision changed nothing
+        assert world.row(asset_id).status is before[asset_id]
+    assert summary.checked == summary.still_generating + summary.processed + summary.failed
+    again = await world.poll()
+    assert not again.errors
+    assert world.row(rows["claim"]).status is Status.READY
+    assert world.row(rows["mark_failed"]).status is Status.FAILED
 
 
 async def test_pending_failing_still_ends_with_a_summary(world: World) -> None:

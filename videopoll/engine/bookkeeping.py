@@ -1,25 +1,33 @@
 """The bookkeeping of one pass: one Item per row, the errors met, and the writes that
-settle a row (defer, fail) so every outcome is counted exactly once."""
+settle a row (defer, fail) so every outcome is counted exactly once. Row changes go through
+the pass's `Writes`, which sends them to the store in batches."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from ..errors import AuthError, ServiceError, VideopollError
 from ..model import Action, Item, PassError, PassSummary, Service, Status, VideoAsset
 from ..ports import Rows
+from ..states import Change, Event
+from .writes import Writes
 
 
 class Pass:
     """The bookkeeping of one pass: one Item per row, errors, the dry-run switch."""
 
-    def __init__(self, store: Rows, now: datetime, dry_run: bool) -> None:
+    def __init__(self, store: Rows, now: datetime, dry_run: bool,
+                 writes: Writes | None = None) -> None:
         self.store = store
         self.now = now
         self.dry_run = dry_run
+        self.writes = writes or Writes(store)
         self.summary = PassSummary(timestamp=now, dry_run=dry_run)
         self.items: dict[str, Item] = {}
+        self.claiming: set[str] = set()  # rows this pass asked to claim (handed back on exit)
+        self._reported: set[int] = set()  # errors already in the summary (shared by rows)
 
     def note(self, row: VideoAsset, state: Status, action: Action, detail: str) -> None:
         changed = self.now if state is not row.status else row.updated_at
@@ -48,19 +56,27 @@ class Pass:
                 self.error(row, write_error, Service.STORE)
         return 0
 
-    async def defer_all(self, rows: list[VideoAsset], exc: ServiceError) -> None:
+    async def defer_all(self, rows: list[VideoAsset], exc: ServiceError, *,
+                        once: bool = False) -> None:
         """A service failed for a whole batch: the rows wait for the next pass. Refused
-        credentials end the pass instead (exit 3): every row would fail the same way."""
+        credentials end the pass instead (exit 3): every row would fail the same way.
+        `once`: the same error reaches each row on its own (one listing shared by many
+        rows); the summary lists it once."""
         if isinstance(exc, AuthError):
             raise exc
-        self.error(None, exc)
+        if not once or id(exc) not in self._reported:
+            self._reported.add(id(exc))
+            self.error(None, exc)
         for row in rows:
             self.note(row, row.status, Action.DEFERRED, exc.message)
 
-    async def fail(self, row: VideoAsset, reason: str, owner: str | None = None) -> None:
+    async def fail(self, row: VideoAsset, reason: str, owner: str | None = None, *,
+                   before: Sequence[Change] = ()) -> None:
+        """Fail `row` (after `before`, its other changes of this pass, in the same batch)."""
         if self.dry_run:
             self.note(row, row.status, Action.FAILED, f"would fail: {reason}")
-        elif await self.store.mark_failed(row.id, reason, owner):
+        elif (await self.writes.apply(
+                [*before, Change(row.id, Event.FAIL, owner=owner, value=reason)]))[-1]:
             self.note(row, Status.FAILED, Action.FAILED, reason)
         else:
             self.note(row, row.status, Action.SKIPPED, "changed by another poller")

@@ -17,4 +17,10 @@ class EngineConfig:
     concurrency: int = 4
     lease: float = 300.0
     max_attempts: int = 3
-    writes_in_flight: int = 16  # row decisions at once (the store's connection pool size)
+    # How long a row's write may wait for others to share its batch (engine/writes.py):
+    # longer means fewer store requests when transfers end close together, never a later
+    # decision than this.
+    write_linger: float = 0.25
+    # On the way out (Ctrl+C, SIGTERM, refused credentials) this pass's claims are handed
+    # back in one request, bounded so that an exit never hangs on an unreachable store.
+    hand_back_timeout: float = 5.0

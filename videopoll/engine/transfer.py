@@ -1,5 +1,7 @@
-"""One video's way from GitHub to the bucket: claim, stream through verification into the
-store while the lease is renewed, then mark ready — or release, defer or fail it."""
+"""One claimed video's way from GitHub to the bucket: stream through verification into the
+store while the lease is renewed, then mark ready — or release, defer or fail it. The claim
+itself was made with the pass's other decisions (one batch); the closing writes (ready,
+release, fail) go through the pass's `Writes` too."""
 
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ from ..errors import (
     ConfigError,
     ContentMismatch,
     LeaseLost,
-    ServiceError,
     VideopollError,
 )
 from ..model import Action, ArtifactRef, Status, VideoAsset
 from ..ports import ArtifactSource, Objects, Rows
+from ..states import Change, Event
 from .bookkeeping import Pass
 from .config import EngineConfig
 from .verify import check_size, verified
@@ -46,28 +48,21 @@ class Transfers:
         self.gate = asyncio.Semaphore(config.concurrency)
 
     async def run(self, run: Pass, row: VideoAsset, ref: ArtifactRef) -> None:
+        """Move `row`, which this poller claimed in this pass, from `ref` into the bucket."""
         key = object_key(row)
         try:
             check_size(ref, self.config.max_bytes)
         except ArtifactError as exc:
-            await run.fail(row, exc.message)
+            await self._settle(run, run.fail(row, exc.message, self.owner), row)
             return
         if run.dry_run:
             run.note(row, row.status, Action.STORED, f"would store {key} ({ref.size} bytes)")
             return
-        try:
-            if not await self.store.claim(row.id, self.owner, self.config.lease):
-                run.note(row, Status.TRANSFERRING, Action.SKIPPED, "claimed by another poller")
-                return
-        except ServiceError as exc:
-            if isinstance(exc, AuthError):
-                raise
-            await run.defer(row, exc, record=False)
-            return
         row = replace(row, status=Status.TRANSFERRING)  # ours now: what every note says
         try:
             await self._copy_under_lease(row, ref, key)
-            stored = await self.store.mark_ready(row.id, self.owner, key)
+            stored = await run.writes.one(
+                Change(row.id, Event.READY, owner=self.owner, value=key))
         except (ConfigError, AuthError):
             await self._release(run, row)
             raise
@@ -97,6 +92,14 @@ class Transfers:
             else:
                 run.note(row, Status.TRANSFERRING, Action.SKIPPED, LeaseLost().message)
 
+    async def release(self, run: Pass, row: VideoAsset) -> None:
+        """Hand back a claim this pass made but will not use (no file yet, say)."""
+        await self._release(run, row)
+
+    async def fail(self, run: Pass, row: VideoAsset, reason: str) -> None:
+        """Fail a row this pass claimed (the claim goes back if that cannot be written)."""
+        await self._settle(run, run.fail(row, reason, self.owner), row)
+
     async def _settle(self, run: Pass, failing: Awaitable[None], row: VideoAsset) -> None:
         """Fail a row we hold; if the store cannot be told, hand the claim back rather than
         leave the row held until the lease runs out."""
@@ -110,10 +113,14 @@ class Transfers:
 
     async def _release(self, run: Pass, row: VideoAsset) -> None:
         """Hand the claim back; the row's item then says `finished`, as the row does."""
+        if run.dry_run:
+            return
         try:
-            if await self.store.release(row.id, self.owner):
+            if await run.writes.one(Change(row.id, Event.RELEASE, owner=self.owner)):
                 run.restate(row, Status.FINISHED)
-        except ServiceError:
+        except (ConfigError, AuthError):
+            raise
+        except VideopollError:
             pass  # the lease runs out on its own; the row is claimable again then
 
     async def _copy_under_lease(self, row: VideoAsset, ref: ArtifactRef, key: str) -> None:

@@ -213,7 +213,12 @@ $$;
 -- joining both tables would not do: on a lock conflict PostgreSQL re-checks the locked row only
 -- and keeps the joined bookkeeping row it read before waiting.) Rows are locked in id order,
 -- whatever order the changes come in, so two batches over the same rows cannot deadlock.
-create or replace function public.videopoll_apply(changes jsonb)
+--
+-- `state` ({key: value}, optional) is upserted into videopoll_state in the same call: what a
+-- pass leaves for the next one (the GitHub ETag and listing) rides on a write the pass makes
+-- anyway instead of costing a request of its own.
+drop function if exists public.videopoll_apply(jsonb);  -- the earlier one-argument form
+create or replace function public.videopoll_apply(changes jsonb, state jsonb default null)
 returns jsonb language plpgsql volatile security invoker set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -286,8 +291,50 @@ begin
        where v.asset_id = c.id;
     end if;
   end loop;
+  if videopoll_apply.state is not null and jsonb_typeof(videopoll_apply.state) = 'object' then
+    insert into public.videopoll_state as s (key, value)
+    select e.key, e.value from jsonb_each(videopoll_apply.state) e
+    on conflict (key) do update set value = excluded.value;
+  end if;
   return to_jsonb(applied);
 end $$;
+
+-- A pass's pending rows, oldest first, one page (created_at, then id: a key, so paging after
+-- the last row of a page skips and repeats nothing), each with its bookkeeping under
+-- "videopoll_assets" (the shape of the REST embed); with `with_state`, videopoll_state as
+-- {key: value} too, so a pass reads its rows and what the last pass left in one request. One
+-- JSON value rather than a set: PostgREST's max_rows does not cut it, `more` says whether
+-- another page follows.
+create or replace function public.videopoll_pending(
+  page_size integer default 1000, after_created timestamptz default null,
+  after_id uuid default null, with_state boolean default false)
+returns jsonb language sql stable security invoker set search_path = public, pg_temp as $$
+  with page as (
+    select a.id, a.lesson_id, a.user_id, a.status, a.conversation_id, a.start_task_id,
+           a.storage_path, a.error, a.attempts, a.metadata ->> 'github_path' as github_path,
+           a.finished_at, a.created_at, a.updated_at,
+           (select jsonb_build_object('claimed_by', v.claimed_by,
+                                      'claimed_until', v.claimed_until,
+                                      'mismatches', v.mismatches, 'retried_at', v.retried_at)
+              from public.videopoll_assets v where v.asset_id = a.id) as videopoll_assets
+      from public.lesson_assets a
+     where a.kind = 'video' and a.storage_path is null
+       and a.status in ('starting', 'generating', 'finished', 'transferring')
+       and (a.conversation_id is not null or a.start_task_id is not null)
+       and (videopoll_pending.after_created is null
+            or (a.created_at, a.id) > (videopoll_pending.after_created,
+                                       videopoll_pending.after_id))
+     order by a.created_at, a.id
+     limit greatest(videopoll_pending.page_size, 0) + 1)
+  select jsonb_build_object(
+    'rows', coalesce((select jsonb_agg(to_jsonb(p) order by p.created_at, p.id)
+                        from (select * from page order by created_at, id
+                               limit greatest(videopoll_pending.page_size, 0)) p), '[]'),
+    'more', (select count(*) from page) > greatest(videopoll_pending.page_size, 0),
+    'state', case when videopoll_pending.with_state
+                  then (select coalesce(jsonb_object_agg(s.key, s.value), '{}')
+                          from public.videopoll_state s) end);
+$$;
 
 -- One function per transition, as earlier versions had, all replaced by videopoll_apply.
 drop function if exists public.videopoll_claim(uuid, text, double precision),

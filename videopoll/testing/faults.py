@@ -25,14 +25,16 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
-        self._faults: defaultdict[str, list[tuple[BaseException, bool]]] = defaultdict(list)
+        self._faults: defaultdict[str, list[tuple[BaseException, bool, str | None]]] = \
+            defaultdict(list)
 
     def fail_next(self, method: str, exc: BaseException, times: int = 1, *,
-                  after: bool = False) -> None:
-        """Make the next `times` calls of `method` raise `exc`."""
+                  after: bool = False, match: str | None = None) -> None:
+        """Make the next `times` calls of `method` raise `exc` (only calls about the row
+        `match`, when given: a change one row's data makes the store refuse)."""
         if not hasattr(self, method):
             raise AttributeError(f"{type(self).__name__} has no method {method!r}")
-        self._faults[method].extend([(exc, after)] * times)
+        self._faults[method].extend([(exc, after, match)] * times)
 
     def count(self, method: str) -> int:
         """How many calls of `method` the log holds (batches, for batched calls)."""
@@ -45,10 +47,10 @@ class Recorder:
     def _record(self, method: str, *args: Any) -> None:
         self.calls.append((method, args))
 
-    def _fault(self, method: str, *, after: bool = False) -> None:
+    def _fault(self, method: str, *, after: bool = False, subject: str | None = None) -> None:
         queue = self._faults.get(method)
-        if queue and queue[0][1] == after:
-            exc, _ = queue.pop(0)
+        if queue and queue[0][1] == after and queue[0][2] in (None, subject):
+            exc, _, _ = queue.pop(0)
             raise exc
 
 

@@ -110,10 +110,10 @@ class InMemoryStore(Recorder, Transitions):
         for change in changes:
             self._record(METHODS[change.event], *_logged(change))
         for change in changes:
-            self._fault(METHODS[change.event])
+            self._fault(METHODS[change.event], subject=change.asset_id)
         done = [self._apply(change, now) for change in changes]
         for change in changes:
-            self._fault(METHODS[change.event], after=True)
+            self._fault(METHODS[change.event], after=True, subject=change.asset_id)
         return done
 
     def _apply(self, change: Change, now: datetime) -> bool:
@@ -192,6 +192,9 @@ class InMemoryStore(Recorder, Transitions):
     @recorded
     async def set_state(self, key: str, value: dict[str, Any]) -> None:
         self.state[key] = json.dumps(value)
+
+    async def flush(self) -> None:
+        """Nothing held back in memory."""
 
     @recorded
     async def put(self, asset: VideoAsset, key: str, chunks: AsyncIterator[bytes], *,

@@ -253,6 +253,9 @@ class LocalStore(Transitions):
                     "updated_at = excluded.updated_at",
                     (key, json.dumps(value), ts(self._clock())))
 
+    async def flush(self) -> None:
+        """Nothing held back: a local write costs no request."""
+
     # -- objects -------------------------------------------------------------------------
 
     def object_path(self, key: str) -> Path:

@@ -33,7 +33,8 @@ EXPECTED_BOOKKEEPING = frozenset({  # videopoll_assets
 # What an earlier migration kept in lesson_assets; still there means not upgraded.
 MOVED_COLUMNS = EXPECTED_BOOKKEEPING - {"asset_id", "updated_at"}
 EXPECTED_FUNCTIONS = frozenset({
-    "videopoll_apply", "videopoll_transitions", "videopoll_now", "videopoll_record_error",
+    "videopoll_apply", "videopoll_pending", "videopoll_transitions", "videopoll_now",
+    "videopoll_record_error",
     "videopoll_retry", "videopoll_save_upload", "videopoll_schema_check"})
 
 

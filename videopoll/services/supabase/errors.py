@@ -1,15 +1,21 @@
 """Supabase's errors as videopoll's exception tree.
 
-postgrest's `APIError` carries the body's `code` but no HTTP status, so the code decides;
-storage3's `StorageApiError` carries the body's `statusCode` (Storage answers HTTP 400 for
-everything but 500) and its legacy `error` string as `code`. Messages name the operation and
-the server's short reason, never a key or a header value.
+A PostgREST error body carries a `code` (a SQLSTATE, a PGRST code) but the caller may not
+have the HTTP status (postgrest-py's `APIError` drops it), so the code decides; when the body
+was not PostgREST's, the HTTP status stands in for it. storage3's `StorageApiError` carries
+the body's `statusCode` (Storage answers HTTP 400 for everything but 500) and its legacy
+`error` string as `code`. Messages name the operation and the server's short reason, never a
+key or a header value. Neither postgrest nor storage3 is imported here (they load pydantic:
+a tenth of a second a `poll` that reads and writes rows over RPC does not need).
 """
 
 from __future__ import annotations
 
-from postgrest.exceptions import APIError
-from storage3.exceptions import StorageApiError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from postgrest.exceptions import APIError
+    from storage3.exceptions import StorageApiError
 
 from ...errors import (
     AuthError,
@@ -37,9 +43,21 @@ def _short(text: object) -> str:
 
 
 def rest_error(exc: APIError, what: str) -> VideopollError:
-    """A PostgREST (or API gateway) error as videopoll's exception."""
-    code = str(exc.code or "")
-    message = _short(exc.message)
+    """postgrest-py's APIError as videopoll's exception."""
+    return rest_failure(str(exc.code or ""), exc.message, what)
+
+
+def rpc_error(status: int, body: Any, text: str, what: str) -> VideopollError:
+    """An RPC answer of HTTP `status` >= 400 (its JSON `body`, or None) as videopoll's
+    exception, read the way postgrest-py reads it: the body's code, else the status."""
+    if isinstance(body, dict) and ("code" in body or "message" in body):
+        return rest_failure(str(body.get("code") or ""), body.get("message"), what)
+    return rest_failure(str(status), text, what)
+
+
+def rest_failure(code: str, raw_message: object, what: str) -> VideopollError:
+    """A PostgREST (or API gateway) error, by its code and message."""
+    message = _short(raw_message)
     text = f"store: {what}: {message}" + (f" ({code})" if code else "")
     # Supabase's gateway answers a missing or unknown apikey itself, without a code.
     if code in _AUTH or message.startswith(("Invalid API key", "No API key found")):

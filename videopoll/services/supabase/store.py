@@ -1,26 +1,28 @@
 """`Store` over Supabase: PostgREST for the rows, Storage for the bucket (DESIGN 8.3).
 
-Built on supabase-py's async client sharing the run's own `httpx.AsyncClient` (its timeouts,
-User-Agent, retries and call counters; never closed here). Every row transition is one RPC to a
-guarded function of the migration (`videopoll/sql/schema.sql`), so a repeated or racing call is
-harmless. Rows are read from `lesson_assets` with videopoll's bookkeeping (claims, leases,
-mismatches, retry time: `videopoll_assets`, a table no app user can reach) embedded. Objects
-up to 6 MiB go through storage3's standard upload from a temp file; larger ones through TUS in
-6 MiB chunks, resumable after a crash (`services/tus.py`). Errors from postgrest, storage3 and
-httpx become videopoll's exceptions here, with service=Service.STORE.
+Everything goes through the run's own `httpx.AsyncClient` (its timeouts, User-Agent, retries
+and call counters; never closed here). What a pass does on every run — read the pending rows
+with what the last pass left (`videopoll_pending`), apply its decisions (`videopoll_apply`),
+count an error — is a plain RPC POST sent here; the supabase-py family's PostgREST client
+(table reads, the insert of `generate`) and Storage client (standard uploads, buckets) are
+built the first time they are needed, so a pass that needs neither never imports them (with
+pydantic, a tenth of a second). Every row transition goes through the migration's guarded
+`videopoll_apply` (`videopoll/sql/schema.sql`), so a repeated or racing call is harmless.
+Rows carry videopoll's bookkeeping (claims, leases, mismatches, retry time: `videopoll_assets`,
+a table no app user can reach) embedded. Objects up to 6 MiB go through storage3's standard
+upload from a temp file; larger ones through TUS in 6 MiB chunks, resumable after a crash
+(`tus.py`). Errors become videopoll's exceptions here, with service=Service.STORE.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from postgrest.exceptions import APIError
-from postgrest.types import ReturnMethod
-from storage3.exceptions import StorageApiError
-from supabase import AsyncClient, AsyncClientOptions, SupabaseException, acreate_client
 
 from ...errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
 from ...model import Lesson, Service, Status, VideoAsset
@@ -30,8 +32,12 @@ from ..retry import idempotent
 from ..translate import transport_error
 from . import tus
 from .checks import key_role, run_checks
-from .errors import MIGRATION_HINT, rest_error, storage_error
-from .rows import BOOKKEEPING, COLUMNS, PENDING, asset_row, check_key, valid_uuid
+from .errors import MIGRATION_HINT, rest_error, rpc_error, storage_error
+from .rows import BOOKKEEPING, COLUMNS, asset_row, check_key, valid_uuid
+
+if TYPE_CHECKING:
+    from postgrest import AsyncPostgrestClient
+    from storage3 import AsyncStorageClient
 
 T = TypeVar("T")
 
@@ -50,39 +56,70 @@ def repeatable(request: httpx.Request) -> bool:
         upsert and ("/storage/v1/object/" in path or "/rest/v1/videopoll_state" in path)))
 
 
-PAGE = 1000  # hosted Supabase's default max_rows: no request answers more
+PAGE = 1000  # rows a pending page carries (hosted Supabase's max_rows for plain reads)
+_NOT_JSON = object()  # an answer whose body did not parse
+_URL = re.compile(r"https?://[^\s/]+", re.IGNORECASE)
 
 
 class SupabaseStore(Transitions):
     """`videopoll.ports.Store` over a Supabase project; build it with `connect()`."""
 
-    def __init__(self, client: AsyncClient, http: httpx.AsyncClient, *, url: str, key: str,
-                 bucket: str) -> None:
-        self._sb = client
+    def __init__(self, http: httpx.AsyncClient, *, url: str, key: str, bucket: str) -> None:
+        self._http = http
         self.url = url.rstrip("/")
         self.bucket = bucket
+        self._key = key
+        self._auth = {"apikey": key, "Authorization": f"Bearer {key}"}
         self._role = key_role(key)
         self._tus = tus.TusClient(http, f"{self.url}/storage/v1", key, bucket)
+        self._rest_client: AsyncPostgrestClient | None = None
+        self._storage_client: AsyncStorageClient | None = None
+        # videopoll_state as the last pending() read it, and what set_state() left to be
+        # written with the next apply() (or flush()): the state costs no request of its own.
+        self._state: dict[str, dict[str, Any]] | None = None
+        self._state_out: dict[str, dict[str, Any]] = {}
 
     @classmethod
     async def connect(cls, client: httpx.AsyncClient, *, url: str, key: str, bucket: str
                       ) -> SupabaseStore:
         """A store sharing `client` (the caller's, never closed here); no request is sent."""
-        try:
-            # Retries are declared once, in the caller's client layer: supabase-py's own
-            # (GET only, fixed sleeps of 1-4 s) would hide an outage behind seconds of waiting.
-            options = AsyncClientOptions(httpx_client=client, postgrest_client_retry=False)
-            sb = await acreate_client(url, key, options=options)
-        except SupabaseException as exc:  # a malformed URL or an empty key
-            raise ConfigError(f"SUPABASE_URL or SUPABASE_SERVICE_ROLE_KEY is invalid: "
-                              f"{exc.message}") from None
-        return cls(sb, client, url=url, key=key, bucket=bucket)
+        if not _URL.match(url) or not key.strip():
+            raise ConfigError("SUPABASE_URL or SUPABASE_SERVICE_ROLE_KEY is invalid: "
+                              + ("Invalid URL" if not _URL.match(url) else "the key is empty"))
+        return cls(client, url=url, key=key, bucket=bucket)
 
     async def close(self) -> None:
         """Nothing of ours to close: the httpx client belongs to the caller."""
 
+    # -- the clients of the supabase-py family, built when first needed ---------------------
+    @property
+    def _rest(self) -> AsyncPostgrestClient:
+        if self._rest_client is None:
+            from postgrest import AsyncPostgrestClient
+
+            # Retries are declared once, in the caller's client layer: postgrest-py's own
+            # (GET only, fixed sleeps of 1-4 s) would hide an outage behind seconds of waiting.
+            self._rest_client = AsyncPostgrestClient(
+                f"{self.url}/rest/v1", headers={**self._auth, "Accept": "application/json",
+                                                "Content-Type": "application/json"},
+                http_client=self._http, retry_enabled=False)
+        return self._rest_client
+
+    @property
+    def _storage(self) -> AsyncStorageClient:
+        if self._storage_client is None:
+            from storage3 import AsyncStorageClient
+
+            self._storage_client = AsyncStorageClient(f"{self.url}/storage/v1/", self._auth,
+                                                      http_client=self._http)
+        return self._storage_client
+
     # -- the edge: every call goes through here ---------------------------------------------
     async def _call(self, what: str, op: Awaitable[T]) -> T:
+        """A call through postgrest-py or storage3, their errors translated."""
+        from postgrest.exceptions import APIError
+        from storage3.exceptions import StorageApiError
+
         try:
             return await op
         except APIError as exc:
@@ -93,8 +130,24 @@ class SupabaseStore(Transitions):
             raise transport_error(exc, Service.STORE, self.url) from exc
 
     async def _rpc(self, fn: str, **args: Any) -> Any:
-        response = await self._call(fn, self._sb.rpc(fn, args).execute())
-        return response.data
+        """One of the migration's functions, as PostgREST exposes it (POST /rpc/fn)."""
+        try:
+            response = await self._http.post(
+                f"{self.url}/rest/v1/rpc/{fn}", content=json.dumps(args, default=str),
+                headers={**self._auth, "Content-Type": "application/json",
+                         "Accept": "application/json"})
+        except httpx.RequestError as exc:
+            raise transport_error(exc, Service.STORE, self.url) from exc
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = _NOT_JSON
+        if response.status_code >= 400:
+            raise rpc_error(response.status_code, None if body is _NOT_JSON else body,
+                            response.text, fn)
+        if body is _NOT_JSON:  # an HTML page from a proxy, say: never read as an answer
+            raise ProtocolError(f"store: {fn}: the answer is not JSON", service=Service.STORE)
+        return body
 
     async def _flag(self, fn: str, **args: Any) -> bool:
         """A guarded transition's answer; anything but a JSON boolean (an HTML page from a
@@ -112,29 +165,35 @@ class SupabaseStore(Transitions):
         return data
 
     def _assets(self) -> Any:
-        return self._sb.table("lesson_assets").select(COLUMNS).eq("kind", "video")
+        return self._rest.table("lesson_assets").select(COLUMNS).eq("kind", "video")
 
     # -- rows ---------------------------------------------------------------------------------
     async def pending(self, limit: int | None = None) -> list[VideoAsset]:
-        """Oldest first, page by page: hosted Supabase answers at most `max_rows` (1,000) rows
-        a request however many are asked for, so each page starts after the last row of the
-        one before (created_at, then id: a key, so no row is skipped or seen twice)."""
+        """Oldest first, a page (PAGE rows) a request, each after the last row of the one
+        before (created_at, then id: a key, so no row is skipped or seen twice). The first
+        page brings videopoll_state with it (what `get_state` then answers from)."""
         found: list[VideoAsset] = []
         after: VideoAsset | None = None
+        first = True
         while limit is None or len(found) < limit:
             want = PAGE if limit is None else min(PAGE, limit - len(found))
-            query = (self._assets().is_("storage_path", "null").in_("status", PENDING)
-                     .or_("conversation_id.not.is.null,start_task_id.not.is.null")
-                     .order("created_at").order("id").limit(want))
-            if after is not None:
-                stamp = after.created_at.isoformat()
-                query = query.or_(f'created_at.gt."{stamp}",and(created_at.eq."{stamp}",'
-                                  f"id.gt.{after.id})")
-            page = [asset_row(r) for r in await self._rows("pending rows", query)]
-            found += page
-            if len(page) < want or not page:
+            page = await self._rpc(
+                "videopoll_pending", page_size=want, with_state=first,
+                after_created=after.created_at.isoformat() if after else None,
+                after_id=after.id if after else None)
+            if not (isinstance(page, dict) and isinstance(page.get("rows"), list)):
+                raise ProtocolError("store: videopoll_pending: expected rows",
+                                    service=Service.STORE)
+            if first:
+                state = page.get("state")
+                self._state = ({k: v for k, v in state.items() if isinstance(v, dict)}
+                               if isinstance(state, dict) else {})
+                first = False
+            rows = [asset_row(r) for r in page["rows"]]
+            found += rows
+            if not page.get("more") or not rows:
                 break
-            after = page[-1]
+            after = rows[-1]
         return found
 
     async def get(self, asset_id: str) -> VideoAsset | None:
@@ -152,15 +211,23 @@ class SupabaseStore(Transitions):
         return [asset_row(r) for r in await self._rows("rows by conversation", query)]
 
     async def apply(self, changes: Sequence[Change]) -> list[bool]:
-        """Every change in one RPC, one transaction (`videopoll_apply`)."""
-        if not changes:
+        """Every change in one RPC, one transaction (`videopoll_apply`), and the state
+        `set_state` left, with it."""
+        state = dict(self._state_out)
+        if not changes and not state:
             return []
-        data = await self._rpc("videopoll_apply", changes=[c.to_json() for c in changes])
+        args: dict[str, Any] = {"changes": [c.to_json() for c in changes]}
+        if state:
+            args["state"] = state
+        data = await self._rpc("videopoll_apply", **args)
         if not (isinstance(data, list) and len(data) == len(changes)
                 and all(isinstance(d, bool) for d in data)):
             # An HTML page from a proxy, say: never read as "applied".
             raise ProtocolError("store: videopoll_apply: expected one true or false per change",
                                 service=Service.STORE)
+        for key in state:  # written; a newer value set meanwhile waits for the next write
+            if self._state_out.get(key) is state[key]:
+                del self._state_out[key]
         return data
 
     async def record_error(self, asset_id: str, error: str, *, mismatch: bool = False) -> int:
@@ -185,7 +252,7 @@ class SupabaseStore(Transitions):
     async def lesson(self, lesson_id: str) -> Lesson | None:
         if not valid_uuid(lesson_id):
             return None
-        query = self._sb.table("lessons").select("id,title,user_id").eq("id", lesson_id)
+        query = self._rest.table("lessons").select("id,title,user_id").eq("id", lesson_id)
         rows = await self._rows("read lesson", query.limit(1))
         return Lesson(id=rows[0]["id"], title=rows[0]["title"], user_id=rows[0].get("user_id")
                       ) if rows else None
@@ -205,20 +272,33 @@ class SupabaseStore(Transitions):
                "mime_type": "video/mp4", "status": str(Status.STARTING),
                "conversation_id": conversation_id, "start_task_id": start_task_id,
                "metadata": {"github_path": github_path}}
-        rows = await self._rows("insert row", self._sb.table("lesson_assets").insert(row))
+        rows = await self._rows("insert row", self._rest.table("lesson_assets").insert(row))
         if len(rows) != 1:
             raise ProtocolError("store: insert returned no row", service=Service.STORE)
         return asset_row(rows[0])
 
+    # -- state: read with the pending rows, written with the next row writes -----------------
     async def get_state(self, key: str) -> dict[str, Any] | None:
-        query = self._sb.table("videopoll_state").select("value").eq("key", key).limit(1)
-        rows = await self._rows("read state", query)
-        return dict(rows[0]["value"]) if rows else None
+        if key in self._state_out:
+            return dict(self._state_out[key])
+        if self._state is None:  # no pass read it yet (status, say): one request
+            page = await self._rpc("videopoll_pending", page_size=0, with_state=True)
+            state = page.get("state") if isinstance(page, dict) else None
+            self._state = ({k: v for k, v in state.items() if isinstance(v, dict)}
+                           if isinstance(state, dict) else {})
+        found = self._state.get(key)
+        return dict(found) if found is not None else None
 
     async def set_state(self, key: str, value: dict[str, Any]) -> None:
-        query = self._sb.table("videopoll_state").upsert({"key": key, "value": value},
-                                                         returning=ReturnMethod.minimal)
-        await self._call("write state", query.execute())
+        """Kept until the next `apply` (or `flush`) writes it along: a pass's state is worth
+        a request only when the pass writes nothing else."""
+        self._state_out[key] = value
+        if self._state is not None:
+            self._state[key] = value
+
+    async def flush(self) -> None:
+        if self._state_out:
+            await self.apply([])
 
     # -- objects ------------------------------------------------------------------------------
     async def put(self, asset: VideoAsset, key: str, chunks: AsyncIterator[bytes], *,
@@ -255,12 +335,12 @@ class SupabaseStore(Transitions):
             # storage3 streams a BufferedReader (anything else it takes for a path).
             with open(spool.fileno(), "rb", closefd=False) as reader:
                 reader.seek(0)
-                bucket = self._sb.storage.from_(self.bucket)
+                bucket = self._storage.from_(self.bucket)
                 await self._call("upload", bucket.upload(key, reader, {
                     "content-type": content_type, "upsert": "true", "cache-control": "3600"}))
 
     async def _saved_upload(self, asset_id: str) -> tus.Saved | None:
-        query = (self._sb.table(BOOKKEEPING)
+        query = (self._rest.table(BOOKKEEPING)
                  .select("upload_url,upload_digest,upload_offset,upload_prefix_sha256")
                  .eq("asset_id", asset_id).limit(1))
         rows = await self._rows("read upload state", query)
@@ -275,7 +355,7 @@ class SupabaseStore(Transitions):
     async def create_bucket(self) -> bool:
         """doctor --fix: create the bucket, private; False when it already existed."""
         try:
-            await self._call("create bucket", self._sb.storage.create_bucket(
+            await self._call("create bucket", self._storage.create_bucket(
                 self.bucket, options={"public": False}))
         except VideopollError as exc:
             if "already exists" in exc.message:
@@ -304,5 +384,6 @@ class SupabaseStore(Transitions):
         return dict(report) if isinstance(report, dict) else None
 
     async def bucket_info(self) -> dict[str, Any]:
-        bucket = await self._call("read bucket", self._sb.storage.get_bucket(self.bucket))
+        bucket = await self._call("read bucket", self._storage.get_bucket(self.bucket))
         return {"id": bucket.id, "public": bucket.public}
+
