@@ -31,7 +31,7 @@ def explain(results: Results) -> None:
             results.analysis += _openhands(results, target)
         elif name.startswith("throughput") and "file" in name:
             results.analysis += _to_file(results, target)
-        elif name.startswith("throughput"):
+        elif name.startswith(("throughput", "TUS at")):
             results.analysis += _to_storage(results, target)
         else:
             results.analysis += [f"**{name}: {target.measured}** (goal {target.goal}): see "
@@ -140,15 +140,12 @@ def _to_storage(results: Results, target: Target) -> list[str]:
         save = _group(trace, "REST: rpc videopoll_save_upload")
         text += (f" The trace of one {size / 1e6:.0f} MB video ({seconds:.2f} s in `put`) "
                  f"shows {patch[1]} PATCHes ({patch[0]:.2f} s) and {save[1]} "
-                 f"`videopoll_save_upload` RPCs ({save[0]:.2f} s), all at 1.0 at once: "
-                 "download a chunk, PATCH it, save the position, then download the next.")
+                 f"`videopoll_save_upload` RPCs ({save[0]:.2f} s).")
     text += (
-        " Cause: `upload()` in `videopoll/services/tus.py` awaits `save(...)` after every "
-        "chunk, and nothing reads the next chunk from GitHub while a PATCH is in flight. "
-        "Fixes: (1) save the position every ~64 MiB or ~10 s instead of every 6 MiB — after a "
-        "crash `HEAD` gives the server's offset anyway; the row needs the URL and digest, and "
-        "the prefix hash can cover what was saved; (2) read ahead one chunk (6 MiB more "
-        "memory) so the download overlaps the PATCH. That leaves one round trip per 6 MiB, "
+        " Since issue 14 `upload()` (`videopoll/services/supabase/tus.py`) saves the position "
+        "every 64 MiB or 10 s (beside the next PATCH) rather than after every chunk, hashes "
+        "the prefix off the event loop, reads one chunk ahead and creates the upload while the "
+        "first chunk is read. That leaves one round trip per 6 MiB, "
         "which TUS cannot avoid (the PATCHes of one upload are sequential): at "
         f"{latency * 1000:.0f} ms that is a ceiling of {ceiling:.0f} MB/s on this loopback"
         + (f", {ceiling / got['plain']:.0%} of the plain copy" if got else "")

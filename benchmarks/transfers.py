@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from videopoll.sandbox.mp4 import write_mp4
+from videopoll.services.supabase.tus import CHUNK as TUS_CHUNK
 
 from . import proc
 from .report import Line, Results, Target
@@ -213,8 +214,23 @@ def traced_tus(world: World, results: Results, size: int) -> None:
                         "moved it, grouped by kind. " + TRACE_HELP, "", *trace_summary(events)]
 
 
+def tus_ceiling(latency: float) -> float:
+    """MB/s of one 6 MiB chunk per round trip: TUS PATCHes of one upload go one at a time, so
+    no client moves more at this latency, however fast the link."""
+    return TUS_CHUNK / MB / latency if latency else float("inf")
+
+
 def targets(results: Results, sizes: list[int], stores: list[str]) -> None:
     big = max(sizes)
+    if "supabase" in stores:
+        latency = float(results.data.get("storage_latency", 0.08))
+        ceiling, got = tus_ceiling(latency), results.transfer[(big, "supabase")]
+        share = got["videopoll"] / ceiling
+        results.targets.append(Target(
+            f"TUS at {size_label(big)} (→ Storage, 6 MiB chunks)",
+            "≥ 90% of the one-chunk-per-round-trip ceiling",
+            f"{share:.0%} ({got['videopoll']:.1f} of {ceiling:.1f} MB/s)", share >= 0.9,
+            f"ceiling = 6 MiB per {latency * 1000:g} ms round trip"))
     for store in stores:
         got = results.transfer[(big, store)]
         where = "local store" if store == "local" else "Supabase store"

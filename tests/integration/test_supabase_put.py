@@ -3,10 +3,12 @@ a crash, and never an object from a stream that fails verification."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +26,7 @@ from videopoll.model import Service, VideoAsset
 from videopoll.sandbox.server import Fault
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
+from videopoll.services.supabase import tus
 from videopoll.services.supabase.store import SupabaseStore
 
 from ..tuscut import CutPatch
@@ -256,3 +259,153 @@ async def test_put_refuses_keys_outside_the_bucket(seed: Seed, store: SupabaseSt
     with pytest.raises(RequestRejected):
         await store.put(asset, key, verified(b"abc"), size=3, digest="d", owner=OWNER)
     assert supa.writes == {} and supa.total() == before  # refused before any request
+
+
+# -- how often the position is saved, and how far the reading runs ahead ---------------------
+# Counts, never times: how many PATCHes and saves, and how many bytes are held in memory.
+
+
+class Saves:
+    """The `save` callback of `tus.upload`: what the row would hold, in order."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, int, str]] = []
+
+    async def __call__(self, url: str, offset: int, prefix: str) -> bool:
+        self.log.append((url, offset, prefix))
+        return True
+
+    @property
+    def offsets(self) -> list[int]:
+        return [offset for _, offset, _ in self.log]
+
+
+async def tus_upload(http: httpx.AsyncClient, supa: SupabaseStandIn, chunks: AsyncIterator[bytes],
+                     *, size: int, digest: str, saves: Saves, saved: tus.Saved | None = None,
+                     name: str = "videos/l1/tus.mp4", **policy: Any) -> None:
+    client = tus.TusClient(http, f"{supa.url}/storage/v1", supa.service_key, BUCKET)
+    await tus.upload(client, chunks, name=name, size=size, content_type="video/mp4",
+                     digest=digest, saved=saved, save=saves, **policy)
+
+
+def save_rpcs(supa: SupabaseStandIn) -> int:
+    return sum(1 for _, path, _ in supa.log
+               if path.startswith("/rest/v1/rpc/videopoll_save_upload"))
+
+
+async def test_a_100_mib_upload_is_17_patches_and_3_saves(seed: Seed, store: SupabaseStore,
+                                                          supa: SupabaseStandIn,
+                                                          http: httpx.AsyncClient) -> None:
+    """One save after create, one when 64 MiB are in, one for the end (it was 18: one per
+    chunk); the row ends at the exact size and prefix."""
+    asset, data = await claimed(seed, store), blob(100 * MiB, seed=21)
+    key = key_of(asset)
+    await store.put(asset, key, verified(data), size=len(data), digest="sha-100", owner=OWNER)
+    assert supa.counts["tus.patch"] == 17 == len(supa.tus_log)
+    assert save_rpcs(supa) == 3
+    row = seed.book(asset.id)
+    assert row is not None and row["upload_offset"] == len(data)
+    assert row["upload_prefix_sha256"] == hashlib.sha256(data).hexdigest()
+    assert await stored(http, supa, key) == data
+
+
+async def test_the_position_is_saved_every_64_mib(supa: SupabaseStandIn,
+                                                  http: httpx.AsyncClient) -> None:
+    data, saves = blob(100 * MiB, seed=22), Saves()
+    await tus_upload(http, supa, verified(data), size=len(data), digest="d", saves=saves,
+                     clock=lambda: 0.0)
+    assert saves.offsets == [0, 11 * CHUNK, len(data)]  # 11 chunks: the first at >= 64 MiB
+    assert saves.log[1][2] == hashlib.sha256(data[:11 * CHUNK]).hexdigest()
+    assert saves.log[2][2] == hashlib.sha256(data).hexdigest()
+
+
+async def test_the_position_is_saved_every_10_seconds_by_the_clock(
+        supa: SupabaseStandIn, http: httpx.AsyncClient) -> None:
+    """A clock that says 4 s pass per accepted chunk: a save every third chunk."""
+    data, saves = blob(8 * CHUNK + 5, seed=23), Saves()
+    await tus_upload(http, supa, verified(data), size=len(data), digest="d", saves=saves,
+                     clock=lambda: 4.0 * len(supa.tus_log))
+    assert saves.offsets == [0, 3 * CHUNK, 6 * CHUNK, len(data)]
+
+
+async def test_a_crash_after_a_save_less_stretch_resumes_from_the_servers_offset(
+        supa: SupabaseStandIn, http: httpx.AsyncClient) -> None:
+    """Killed (cancelled) after 5 chunks with only the URL saved: the next attempt asks the
+    server, skips what it holds and sends the rest into the same upload; exact bytes."""
+    data, saves = blob(10 * CHUNK + 77, seed=24), Saves()
+    stuck = asyncio.Event()
+
+    async def hangs() -> AsyncIterator[bytes]:
+        async for piece in verified(data):
+            if len(supa.tus_log) >= 5:
+                await stuck.wait()  # never set: the poller is "killed" here
+            yield piece
+
+    task = asyncio.ensure_future(tus_upload(http, supa, hangs(), size=len(data), digest="d",
+                                            saves=saves))
+    for _ in range(500):
+        if len(supa.tus_log) >= 5:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()  # a PATCH may be in flight: cut short, the server keeps what came
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert saves.offsets == [0]  # nothing saved past the start
+    url, _, prefix = saves.log[0]
+    held = await tus.TusClient(http, f"{supa.url}/storage/v1", supa.service_key,
+                               BUCKET).offset(url)
+    assert held is not None and held >= 5 * CHUNK
+    before = len(supa.tus_log)
+    await tus_upload(http, supa, verified(data), size=len(data), digest="d", saves=saves,
+                     saved=tus.Saved(url, "d", 0, prefix))
+    assert supa.counts["tus.create"] == 1 and supa.counts["tus.head"] == 2  # ours, and its
+    assert supa.tus_log[before][1] == held  # from the server's offset, not from 0
+    assert sum(n for _, _, n in supa.tus_log) == len(data)  # every byte once
+    assert saves.offsets[-1] == len(data)
+    assert await stored(http, supa, "videos/l1/tus.mp4") == data
+
+
+class Gated(httpx.AsyncBaseTransport):
+    """Holds the first PATCH until `ready()` (the reading got ahead), and notes how many
+    bytes the client held (read from the stream, not yet accepted) whenever it asks."""
+
+    def __init__(self, ready: Callable[[], bool]) -> None:
+        self.inner, self.ready = httpx.AsyncHTTPTransport(), ready
+        self.accepted, self.patches = 0, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            self.patches += 1
+            for _ in range(500):  # at most 5 s: a reader that never gets ahead fails the test
+                if self.patches > 1 or self.ready():
+                    break
+                await asyncio.sleep(0.01)
+        response = await self.inner.handle_async_request(request)
+        if request.method == "PATCH" and response.status_code == 204:
+            self.accepted = int(response.headers["Upload-Offset"])
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_reading_runs_one_chunk_ahead_and_no_further(supa: SupabaseStandIn) -> None:
+    """While a PATCH is in flight the next chunk is read (the download overlaps it), but
+    never more: bytes read and not yet accepted stay within two chunks (and one piece)."""
+    piece = 256 * 1024
+    data, saves = blob(8 * CHUNK + 9, seed=25), Saves()
+    pulled, held = 0, []
+    gate = Gated(lambda: pulled >= 2 * CHUNK)
+
+    async def counted() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        async for part in verified(data, piece=piece):
+            pulled += len(part)
+            held.append(pulled - gate.accepted)
+            yield part
+
+    async with make_client(Service.STORE, supa.url, calls=Counter(), transport=gate) as http:
+        await tus_upload(http, supa, counted(), size=len(data), digest="d", saves=saves)
+    assert max(held) > CHUNK + piece  # the first PATCH waited while a second chunk was read
+    assert max(held) <= 2 * CHUNK + piece
+    assert sum(n for _, _, n in supa.tus_log) == len(data)

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -174,17 +175,34 @@ class Saved:
 
 Save = Callable[[str, int, str], Awaitable[bool]]  # (url, offset, prefix sha256) -> lease held
 
+# How often the position is saved on the row while chunks go out: when this many bytes were
+# accepted since the last save, or this many seconds passed, whichever comes first (and always
+# right after create, and after the last chunk or a failure). Saving after every 6 MiB chunk
+# cost a REST round trip per chunk. Little is lost by saving less: after a crash HEAD gives
+# the server's offset anyway, so a resume goes on from there, not from the saved offset; what
+# the row must hold is the URL and the digest (saved at once), and the saved prefix hash covers
+# exactly the saved offset, so the re-read prefix is still checked. What a crash costs is that
+# the bytes between the saved offset and the server's (at most these 64 MiB and a chunk, ~2
+# chunks before) are taken as they are, like the bytes of a PATCH cut short always were.
+SAVE_BYTES = 64 * 1024 * 1024
+SAVE_SECONDS = 10.0
+
 
 async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, size: int,
-                 content_type: str, digest: str, saved: Saved | None, save: Save) -> None:
+                 content_type: str, digest: str, saved: Saved | None, save: Save,
+                 save_bytes: int = SAVE_BYTES, save_seconds: float = SAVE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
     """Stream `chunks` into object `name` through TUS, resuming `saved` when it is ours.
 
-    Each full chunk is PATCHed as soon as it fills; the last one only after `chunks` ended
-    without raising (it holds its last piece back until the bytes are verified), so a stream
-    that fails leaves an unfinished upload and no object. After every accepted chunk the
-    position is saved through `save` (False: the lease is gone, so stop). A resumed upload
-    goes on from wherever the server is, at or past the saved position, once the saved
-    prefix of `chunks` hashes as it did.
+    Each full chunk is PATCHed as soon as it fills, while the next one is read (one chunk
+    ahead, no more); the last one only after `chunks` ended without raising (it holds its last
+    piece back until the bytes are verified), so a stream that fails leaves an unfinished
+    upload and no object. A new upload is created (and its URL saved) while the first chunk is
+    read. The position is saved through `save` every `save_bytes` or `save_seconds` (by
+    `clock`), beside the next PATCH, never two saves at once; after the last chunk, and after a
+    failure, the exact position is saved (False from `save`: the lease is gone, so stop). A
+    resumed upload goes on from wherever the server is, at or past the saved position, once the
+    saved prefix of `chunks` hashes as it did.
     """
     stream = aiter(chunks)
     url, offset, hasher, pending = None, 0, hashlib.sha256(), bytearray()
@@ -197,7 +215,9 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
             raise LeaseLost()
         saved = None
     if saved is not None and saved.url:
-        ours = saved.digest == digest and 0 < saved.offset <= size
+        # Offset 0 too: with saves every SAVE_BYTES, a crash may leave the server well past a
+        # row that only ever held the URL.
+        ours = saved.digest == digest and 0 <= saved.offset <= size
         held = await tus.offset(saved.url) if ours else None
         if held is not None and saved.offset <= held <= size:
             # Same artifact, and the server holds at least what was saved; a real tus server
@@ -205,7 +225,7 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
             # saved prefix (hashing it, keeping none), prove it is what was sent before, then
             # skip the rest of what the server holds and continue from its offset.
             pending = await _skip(stream, saved.offset, hasher, name)
-            if hasher.hexdigest() != saved.prefix_sha256:
+            if saved.offset and hasher.hexdigest() != saved.prefix_sha256:
                 # Those bytes are consumed and cannot be sent again: drop the old upload and
                 # let the next attempt start afresh.
                 await save("", 0, "")
@@ -217,11 +237,12 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
             url, offset = saved.url, held
         else:  # another artifact, or the server lost track: abandon it (best effort)
             await tus.terminate(saved.url)
+    policy = _Policy(save_bytes, save_seconds, clock)
     if url is None:
-        url = await tus.create(name=name, size=size, content_type=content_type)
-        if not await save(url, 0, hasher.hexdigest()):
-            raise LeaseLost()
-    pipe = _Pipeline(tus, url, offset, hasher, save)
+        pipe = _Pipeline(tus, asyncio.ensure_future(_open(tus, save, name, size, content_type)),
+                         0, 0, hasher, save, policy)
+    else:
+        pipe = _Pipeline(tus, url, offset, saved.offset if saved else 0, hasher, save, policy)
     chunk = bytearray()  # filled up to CHUNK, then handed to the pipeline
     try:
         async for piece in _prepend(bytes(pending), stream):
@@ -245,44 +266,90 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
         raise
     except BaseException:
         # The stream failed (a bad hash, a broken download): keep what is already on its way
-        # and its saved position, so the next attempt resumes rather than starts over.
+        # and save its position, so the next attempt resumes rather than starts over.
         await pipe.drain()
         raise
 
 
-class _Pipeline:
-    """Chunks go out one at a time, in order, while the next one is being read; the position
-    is saved on the row after each accepted chunk, also without holding up the next one.
-    At most one PATCH and one save are in flight, so memory stays at about three chunks."""
+async def _open(tus: TusClient, save: Save, name: str, size: int, content_type: str) -> str:
+    """Create the upload and save its URL on the row before any byte goes out."""
+    url = await tus.create(name=name, size=size, content_type=content_type)
+    if not await save(url, 0, hashlib.sha256().hexdigest()):
+        raise LeaseLost()
+    return url
 
-    def __init__(self, tus: TusClient, url: str, offset: int, hasher: Any, save: Save) -> None:
-        self.tus, self.url, self.hasher, self.save = tus, url, hasher, save
+
+@dataclass
+class _Policy:
+    """When the position is due to be saved again (SAVE_BYTES, SAVE_SECONDS)."""
+
+    every_bytes: int
+    every_seconds: float
+    clock: Callable[[], float]
+
+    def due(self, accepted: int, saved: int, since: float) -> bool:
+        return accepted - saved >= self.every_bytes or \
+            self.clock() - since >= self.every_seconds
+
+
+class _Pipeline:
+    """Chunks go out one at a time, in order, while the caller reads the next one; the
+    position is saved beside the next PATCH when the policy says so. At most one PATCH and one
+    save are in flight, so memory stays at two chunks: the one in flight and the one being
+    read (the caller's)."""
+
+    def __init__(self, tus: TusClient, url: str | asyncio.Future[str], offset: int,
+                 saved: int, hasher: Any, save: Save, policy: _Policy) -> None:
+        self.tus, self.hasher, self.save, self.policy = tus, hasher, save, policy
+        # The upload's URL, or the task creating it (and saving it on the row).
+        self._opening = url if isinstance(url, asyncio.Future) else None
+        self.url = url if isinstance(url, str) else ""
         self.end = offset  # bytes handed over so far (sent or in flight)
+        self.accepted, self.prefix = offset, hasher.hexdigest()  # the server's, and its hash
+        self.saved, self.saved_at = saved, policy.clock()  # what the row holds, and since when
         self._patch: asyncio.Task[tuple[int, str]] | None = None
         self._save: asyncio.Task[bool] | None = None
 
     async def send(self, data: bytes) -> None:
+        if self._opening is not None:
+            self.url = await self._opening
+            self._opening = None
         await self._settle_patch()
         at, self.end = self.end, self.end + len(data)
         self._patch = asyncio.ensure_future(self._put(at, data))
 
     async def _put(self, at: int, data: bytes) -> tuple[int, str]:
-        offset = await self.tus.patch(self.url, at, data)
-        self.hasher.update(data)
+        # The prefix hash runs on a worker thread (hashlib drops the GIL) beside the PATCH,
+        # not on the event loop after it; a PATCH that fails spoils the hasher, which is then
+        # never used again (nothing more is sent, and the last good prefix is kept).
+        hashing = asyncio.ensure_future(asyncio.to_thread(self.hasher.update, data))
+        try:
+            offset = await self.tus.patch(self.url, at, data)
+        except BaseException:
+            await asyncio.wait([hashing])
+            raise
+        await hashing
         return offset, self.hasher.hexdigest()
 
     async def _settle_patch(self) -> None:
         if self._patch is None:
             return
-        offset, prefix = await self._patch
+        self.accepted, self.prefix = await self._patch
         self._patch = None
-        await self._settle_save()
-        self._save = asyncio.ensure_future(self.save(self.url, offset, prefix))
+        self._check_save()
+        if self._save is None and self.policy.due(self.accepted, self.saved, self.saved_at):
+            self._start_save()
 
-    async def _settle_save(self) -> None:
-        if self._save is None:
+    def _start_save(self) -> asyncio.Task[bool]:
+        self.saved, self.saved_at = self.accepted, self.policy.clock()
+        self._save = asyncio.ensure_future(self.save(self.url, self.accepted, self.prefix))
+        return self._save
+
+    def _check_save(self) -> None:
+        """Collect a save that has finished (one still in flight is left to finish)."""
+        if self._save is None or not self._save.done():
             return
-        held = await self._save
+        held = self._save.result()
         self._save = None
         if not held:
             raise LeaseLost()
@@ -290,38 +357,45 @@ class _Pipeline:
     async def finish(self) -> None:
         """Wait for the last chunk, then save the final position; once the last PATCH is
         accepted the object is in, so a lease lost meanwhile no longer matters."""
+        if self._opening is not None:  # nothing was sent (an empty upload)
+            self.url = await self._opening
+            self._opening = None
         if self._patch is None:
             return
-        offset, prefix = await self._patch
+        self.accepted, self.prefix = await self._patch
         self._patch = None
         if self._save is not None:
             await self._save
             self._save = None
-        await self.save(self.url, offset, prefix)
+        await self.save(self.url, self.accepted, self.prefix)
 
     async def drain(self) -> None:
-        """Let the chunk in flight land and the positions be saved; errors do not matter
-        any more (the caller is already failing). The save of the chunk before comes first:
-        when the PATCH in flight is the one that failed, that save is all the next attempt
-        has to resume from."""
+        """Let the chunk in flight land, then save the last accepted position; errors do not
+        matter any more (the caller is already failing). When the PATCH in flight is the one
+        that failed, the chunk before it is what the next attempt resumes from."""
+        with contextlib.suppress(Exception):
+            if self._opening is not None:
+                self.url = await self._opening
+        self._opening = None
         with contextlib.suppress(Exception):
             if self._save is not None:
                 await self._save
-                self._save = None
+        self._save = None
         with contextlib.suppress(Exception):
             if self._patch is not None:
-                offset, prefix = await self._patch
-                self._patch = None
-                self._save = asyncio.ensure_future(self.save(self.url, offset, prefix))
-                await self._save
+                self.accepted, self.prefix = await self._patch
+        self._patch = None
+        if self.url and self.accepted > self.saved:
+            with contextlib.suppress(Exception):
+                await self._start_save()
         await self.cancel()
 
     async def cancel(self) -> None:
-        for task in (self._patch, self._save):
-            if task is not None and not task.done():
+        tasks = [t for t in (self._opening, self._patch, self._save) if t is not None]
+        for task in tasks:
+            if not task.done():
                 task.cancel()
-        await asyncio.gather(*(t for t in (self._patch, self._save) if t is not None),
-                             return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _skip(stream: AsyncIterator[bytes], count: int, hasher: Any, name: str) -> bytearray:
