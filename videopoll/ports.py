@@ -17,6 +17,16 @@ from .states import Change
 
 
 class AgentAPI(Protocol):
+    ids_per_request: int
+    """Conversation ids one state request carries (OpenHands: 99)."""
+
+    def budget(self) -> int | None:
+        """How many requests can be sent now without waiting for the agent's rate budget
+        (None: unlimited), so that a pass can plan how many rows to check. Every request
+        counts, the follow-up lookups `states` makes included; one over the budget is not
+        refused, it waits for its slot (up to a minute)."""
+        ...
+
     async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
         """State of each conversation (None: unknown to the agent), batched and concurrent."""
         ...

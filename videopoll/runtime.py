@@ -21,7 +21,8 @@ from .engine import EngineConfig, Poller
 from .model import Service
 from .ports import AgentAPI, ArtifactSource, Store
 from .services.http import make_client
-from .services.retry import Budget, Pacer, Repeatable, idempotent
+from .services.pacing import RatePacer
+from .services.retry import Budget, Repeatable, idempotent
 from .settings import Settings
 
 
@@ -53,7 +54,7 @@ class Runtime:
 
     def client(self, service: Service, base_url: str, headers: Mapping[str, str] | None = None,
                *, max_connections: int = 10, repeatable: Repeatable = idempotent,
-               pacer: Pacer | None = None) -> httpx.AsyncClient:
+               pacer: RatePacer | None = None) -> httpx.AsyncClient:
         client = make_client(service, base_url, calls=self.calls, budget=self.budget,
                              repeatable=repeatable, headers=headers,
                              timeout=self.settings.timeout,
@@ -99,14 +100,16 @@ class Runtime:
     @property
     def agent(self) -> AgentAPI:
         if self._agent is None:
-            from .services.openhands import RATE, OpenHandsAgent, auth_headers
+            from .services.openhands import OpenHandsAgent, auth_headers
 
             s = self.settings
             assert s.openhands_api_key is not None
+            # One pacer for the Runtime's life: every pass of `watch` spends the same budget.
+            pacer = RatePacer(s.openhands_rate)
             client = self.client(Service.OPENHANDS, s.openhands_base_url,
                                  auth_headers(s.openhands_api_key.get(), s.openhands_auth),
-                                 pacer=Pacer(RATE))
-            self._agent = OpenHandsAgent(client)
+                                 pacer=pacer)
+            self._agent = OpenHandsAgent(client, pacer=pacer)
         return self._agent
 
     @property

@@ -19,6 +19,7 @@ from dotenv.parser import parse_stream
 
 from .errors import ConfigError
 from .model import Service
+from .services.pacing import CLOUD_RATE, RATE_FORM, SELF_HOSTED_RATE, Rate, parse_rate
 
 
 class Secret:
@@ -84,6 +85,7 @@ class Settings:
     openhands_api_key: Secret | None = None
     openhands_base_url: str = "https://app.all-hands.dev"
     openhands_auth: str = "bearer"
+    openhands_rate: Rate = CLOUD_RATE
     github_token: Secret | None = None
     github_api_url: str = "https://api.github.com"
     github_lfs_url: str = "https://github.com"
@@ -207,6 +209,20 @@ def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     return raw.rstrip("/")
 
 
+def _rate(env: Mapping[str, str], auth: str) -> Rate:
+    """VIDEOPOLL_OPENHANDS_RATE. Unset: the limiter of the server the key is for. A bearer key
+    is OpenHands Cloud's (or an Enterprise install's, the same server): 10 a second and 100 a
+    minute per user. A session key is the open-source server's, whose limiter allows 10 a
+    second per client and has no per-minute budget."""
+    raw = (env.get("VIDEOPOLL_OPENHANDS_RATE") or "").strip()
+    if not raw:
+        return CLOUD_RATE if auth == "bearer" else SELF_HOSTED_RATE
+    try:
+        return parse_rate(raw)
+    except ValueError:
+        raise ConfigError(f"VIDEOPOLL_OPENHANDS_RATE must be {RATE_FORM}; got {raw!r}") from None
+
+
 def _secret(env: Mapping[str, str], *names: str) -> Secret | None:
     for name in names:
         value = (env.get(name) or "").strip()
@@ -303,6 +319,7 @@ def from_env(environ: Mapping[str, str] | None = None, env_file: Path | None = N
         openhands_api_key=_secret(env, "OPENHANDS_API_KEY", "OPENHAND_API_KEY"),
         openhands_base_url=_url(env, "OPENHANDS_BASE_URL", "https://app.all-hands.dev") or "",
         openhands_auth=auth,
+        openhands_rate=_rate(env, auth),
         github_token=_secret(env, "GITHUB_TOKEN"),
         github_api_url=api_url,
         github_lfs_url=_url(env, "VIDEOPOLL_GITHUB_LFS_URL", _default_lfs(api_url)) or "",

@@ -37,7 +37,8 @@ def test_json_errors_have_a_stable_code(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize(("name", "value"), [("VIDEOPOLL_INTERVAL", "-1"),
-                                              ("VIDEOPOLL_STORE", "nosql")])
+                                              ("VIDEOPOLL_STORE", "nosql"),
+                                              ("VIDEOPOLL_OPENHANDS_RATE", "fast")])
 def test_bad_values_are_exit_2(stack: Stack, name: str, value: str) -> None:
     result = stack.cli("poll", env={name: value})
     assert result.code == 2 and name in result.err

@@ -34,6 +34,9 @@ def make() -> Iterator[Make]:
     servers: list[OpenHandsStandIn] = []
 
     def build(**kwargs: Any) -> OpenHandsStandIn:
+        # These tests poll in tight loops, as no paced client does: no limiter unless a test
+        # of the limiter asks for one (the shared server keeps Cloud's default).
+        kwargs.setdefault("rate_limit", None)
         server = OpenHandsStandIn(**kwargs)
         server.start()
         servers.append(server)
@@ -188,9 +191,39 @@ def test_rate_limit_counts_only_authenticated_requests(make: Make, connect: Conn
                for _ in range(3))
 
 
-def test_no_rate_limit_by_default(client: httpx.Client) -> None:
+def test_clouds_limits_by_default(client: httpx.Client, server: OpenHandsStandIn) -> None:
+    """As strict as Cloud unless told otherwise: the eleventh request in a second is a 429."""
+    codes = [client.get(V1, params={"ids": [uuid.uuid4().hex]}).status_code for _ in range(11)]
+    assert codes[:10] == [200] * 10 and codes[10] == 429
+    assert server.refused == 1 and server.client_rate() == "100/min, 10/s"
+
+
+def test_no_rate_limit_when_turned_off(make: Make, connect: Connect) -> None:
+    server = make(rate_limit=None)
+    client = connect(server)
     assert all(client.get(V1, params={"ids": [uuid.uuid4().hex]}).status_code == 200
                for _ in range(12))
+    assert server.client_rate() == "off"
+
+
+def test_short_windows_for_tests_that_cannot_wait_a_minute(make: Make, connect: Connect
+                                                           ) -> None:
+    """The windows shrink (here 2 in 0.2 s and 3 in 1 s) and reopen when they have passed."""
+    server = make(rate_limit=(2, 3), rate_windows=(0.2, 1.0))
+    client = connect(server)
+
+    def code() -> int:
+        return client.get(V1, params={"ids": [uuid.uuid4().hex]}).status_code
+
+    assert [code(), code(), code()] == [200, 200, 429]
+    time.sleep(0.25)  # the short window has passed, the long one (3 in 1 s) not yet
+    assert code() == 200
+    limited = client.get(V1, params={"ids": [uuid.uuid4().hex]})
+    assert limited.status_code == 429
+    assert limited.json() == {"error": "Rate limit exceeded: 3 per 1 second"}
+    time.sleep(1.0)
+    assert code() == 200
+    assert server.client_rate() is None
 
 
 # -- start -----------------------------------------------------------------------------------------

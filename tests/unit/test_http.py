@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -167,25 +166,6 @@ async def test_a_service_echoing_our_token_is_scrubbed_at_the_client_layer() -> 
         with pytest.raises(RequestRejected) as info:
             await send(client, client.build_request("GET", "/x"), service=Service.GITHUB)
     assert "ghp_ECHOED123" not in info.value.message and "bad ***" in info.value.message
-
-
-async def test_pacing_starts_after_the_first_429() -> None:
-    from videopoll.services.retry import Pacer
-
-    now = [0.0]
-    pacer = Pacer(2, 1.0, clock=lambda: now[0])
-    for _ in range(5):
-        await pacer.wait()  # no 429 yet: never waits
-    pacer.watch(httpx.Response(429))
-    assert pacer.active
-    await pacer.wait()
-    await pacer.wait()
-    assert list(pacer._sent) == [0.0, 0.0]
-    now[0] = 0.99  # a third request within the second waits out the window (0.01 s here)
-    started = time.monotonic()
-    await pacer.wait()
-    assert time.monotonic() - started >= 0.009
-    assert list(pacer._sent) == [0.0, 0.99]
 
 
 def test_every_client_is_built_under_the_retry_policy() -> None:

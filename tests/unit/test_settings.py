@@ -8,6 +8,7 @@ import pytest
 
 from videopoll.errors import ConfigError
 from videopoll.model import Service
+from videopoll.services.pacing import CLOUD_RATE, SELF_HOSTED_RATE, UNLIMITED, Limit, Rate
 from videopoll.settings import from_env
 
 FULL = {
@@ -152,3 +153,42 @@ def test_a_named_env_file_that_is_missing_or_a_folder_is_an_error(tmp_path: Path
 def test_a_prompt_file_that_is_a_folder_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a directory, not a file"):
         from_env({"VIDEOPOLL_PROMPT_FILE": str(tmp_path)})
+
+
+@pytest.mark.parametrize(("raw", "rate"), [
+    ("100/min", Rate(Limit(100, 60.0))),
+    ("10/s", Rate(None, Limit(10, 1.0))),
+    ("100/min, 10/s", CLOUD_RATE), ("10/second; 100/minute", CLOUD_RATE),
+    (" 5 / sec ,6000/h ", Rate(Limit(6000, 3600.0), Limit(5, 1.0))),
+    ("0", UNLIMITED), ("off", UNLIMITED), ("OFF", UNLIMITED), ("none", UNLIMITED),
+])
+def test_the_openhands_rate_is_read(raw: str, rate: Rate) -> None:
+    """A per-minute (or per-hour) budget, a per-second cap, both, or none; OpenHands' own
+    spelling ("10/second; 100/minute") too."""
+    assert from_env({"VIDEOPOLL_OPENHANDS_RATE": raw}).openhands_rate == rate
+
+
+@pytest.mark.parametrize("raw", ["100", "fast", "100/min,200/min", "10/s;20/s", "0/min",
+                                 "-1/s", "10/day", "100/min 10/s", "1e3/min", "/min"])
+def test_a_bad_openhands_rate_is_one_line_with_the_form(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        from_env({"VIDEOPOLL_OPENHANDS_RATE": raw})
+    message = info.value.message
+    assert message.startswith("VIDEOPOLL_OPENHANDS_RATE must be N/min, N/s") and "\n" not in message
+    assert repr(raw) in message
+
+
+@pytest.mark.parametrize(("env", "rate"), [
+    ({}, CLOUD_RATE),  # a bearer key: OpenHands Cloud's 100 a minute and 10 a second
+    ({"OPENHANDS_AUTH": "session"}, SELF_HOSTED_RATE),  # the open-source server: 10 a second
+    ({"OPENHANDS_AUTH": "session", "VIDEOPOLL_OPENHANDS_RATE": "30/min"}, Rate(Limit(30, 60))),
+    ({"VIDEOPOLL_OPENHANDS_RATE": "  "}, CLOUD_RATE),
+])
+def test_the_default_rate_follows_the_server_the_key_is_for(env: dict[str, str],
+                                                            rate: Rate) -> None:
+    assert from_env(env).openhands_rate == rate
+
+
+def test_a_rate_prints_as_it_is_written() -> None:
+    assert [str(r) for r in (CLOUD_RATE, SELF_HOSTED_RATE, UNLIMITED)] == [
+        "100/min, 10/s", "10/s", "off"]

@@ -57,6 +57,16 @@ _EVENTS = r"/api/v1/conversation/(?P<cid>[^/]+)/events"
 _TASK_SORTS = ("CREATED_AT", "CREATED_AT_DESC", "UPDATED_AT", "UPDATED_AT_DESC")
 
 
+CLOUD_LIMITS = (10, 100)  # per second, per minute: OpenHands Cloud's "10/second; 100/minute"
+
+
+def _window_label(amount: int, seconds: float) -> str:
+    """How the `limits` library names a window ("10 per 1 second", "100 per 1 minute")."""
+    if seconds == 60.0:
+        return f"{amount} per 1 minute"
+    return f"{amount} per {seconds:g} second"
+
+
 def _naive(raw: str) -> datetime:
     moment = datetime.fromisoformat(raw)
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
@@ -67,10 +77,15 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
 
     `api_key` is the accepted key (or keys); `auth="bearer"` is OpenHands Cloud (Authorization:
     Bearer, X-Session-API-Key accepted as its fallback), `auth="session"` a self-hosted server
-    (X-Session-API-Key only). `rate_limit=(per_second, per_minute)` turns on Cloud's per-user
-    fixed windows (Cloud runs 10 and 100); `rate_limit="self-hosted"` the open-source app
-    server's limiter instead (per client: 10 requests a second served, the next 10 held for a
-    second, more refused). `agent` simulates the agent behind started tasks, whose events reach
+    (X-Session-API-Key only). `rate_limit=(per_second, per_minute)` sets Cloud's per-user fixed
+    windows, on by default at Cloud's own figures (`"cloud"`: 10 and 100, as OpenHands'
+    enterprise server creates its limiter), so that a client which overspends meets the 429
+    it would meet there; `rate_windows` shortens the two windows (seconds) for tests that
+    cannot wait a minute; `None` turns the limiter off (a test or benchmark that legitimately
+    sends more); `rate_limit="self-hosted"` is the open-source app server's limiter instead
+    (per client: 10 requests a second served, the next 10 held for a second, more refused).
+    `client_rate()` is the VIDEOPOLL_OPENHANDS_RATE that keeps a client within the limits
+    configured. `agent` simulates the agent behind started tasks, whose events reach
     the server `event_lag` seconds after the live status.
     """
 
@@ -78,7 +93,8 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
                  api_key: str | Iterable[str] = "test-key", auth: str = "bearer",
-                 rate_limit: tuple[int, int] | str | None = None,
+                 rate_limit: tuple[int, int] | str | None = "cloud",
+                 rate_windows: tuple[float, float] = (1.0, 60.0),
                  agent: SimulatedAgent | None = None, event_lag: float = 0.0,
                  latency: float = 0.0, bandwidth: float | None = None) -> None:
         super().__init__(host, port, latency=latency, bandwidth=bandwidth)
@@ -90,14 +106,19 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
         self.event_lag = event_lag
         self.user_id = str(uuid.uuid4())
         self.started: list[dict[str, Any]] = []  # start request bodies, secrets included
+        if rate_limit == "cloud":
+            rate_limit = CLOUD_LIMITS
         if rate_limit not in (None, "self-hosted") and not isinstance(rate_limit, tuple):
-            raise ValueError(f"rate_limit must be (per_second, per_minute) or 'self-hosted', "
-                             f"not {rate_limit!r}")
+            raise ValueError(f"rate_limit must be (per_second, per_minute), 'cloud' or "
+                             f"'self-hosted', not {rate_limit!r}")
         self.self_hosted_limit = rate_limit == "self-hosted"
+        self.rate_limit = rate_limit if isinstance(rate_limit, tuple) else None
+        self.rate_windows = rate_windows
         self._limits = [
-            (rate_limit[0], 1.0, f"{rate_limit[0]} per 1 second"),
-            (rate_limit[1], 60.0, f"{rate_limit[1]} per 1 minute")
+            (amount, seconds, _window_label(amount, seconds))
+            for amount, seconds in zip(rate_limit, rate_windows, strict=True)
         ] if isinstance(rate_limit, tuple) else []
+        self.refused = 0  # requests the per-user limiter answered 429
         self._history: dict[str, list[float]] = {}
         self._windows: dict[tuple[str, float], list[float]] = {}
         self._tasks: dict[str, StartTask] = {}
@@ -146,6 +167,7 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
                     window = self._windows[(key, seconds)] = [now, 0.0]
                 window[1] += 1
                 if window[1] > amount:
+                    self.refused += 1
                     reset = window[0] + seconds
                     return Response.json({"error": f"Rate limit exceeded: {label}"}, 429, {
                         "X-RateLimit-Limit": label, "X-RateLimit-Remaining": "0",
@@ -153,6 +175,17 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
                         # Truncated like the real handler: often "0" within a 1 s window.
                         "Retry-After": str(int(reset - now))})
         return None
+
+    def client_rate(self) -> str | None:
+        """The VIDEOPOLL_OPENHANDS_RATE that keeps a client within this server's limits
+        (None: windows no setting can name; such a test builds its own pacer)."""
+        if self.self_hosted_limit:
+            return "10/s"
+        if self.rate_limit is None:
+            return "off"
+        if self.rate_windows != (1.0, 60.0):
+            return None
+        return f"{self.rate_limit[1]}/min, {self.rate_limit[0]}/s"
 
     def _self_hosted_limit(self, request: Request) -> Response | None:
         """The open-source app server's `InMemoryRateLimiter(requests=10, seconds=1)`, a
@@ -182,6 +215,7 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
             self._windows.clear()
             self._history.clear()
             self.started.clear()
+            self.refused = 0
         self.reset_counts()
         self.clear_faults()
 

@@ -68,6 +68,8 @@ class Sandbox:
             "VIDEOPOLL_GITHUB_REPO": self.repo,
             "VIDEOPOLL_STORE": "local",
         }
+        if (rate := self.openhands.client_rate()) is not None:
+            env["VIDEOPOLL_OPENHANDS_RATE"] = rate  # the client paces itself to the stand-in
         if home is not None:
             env["VIDEOPOLL_HOME"] = str(home)
         return env

@@ -20,7 +20,8 @@ import httpx
 from .. import __version__
 from ..errors import ProtocolError
 from ..model import Service
-from .retry import REPEATABLE, Budget, Pacer, Repeatable, RetryTransport, idempotent
+from .pacing import RatePacer
+from .retry import REPEATABLE, Budget, Repeatable, RetryTransport, idempotent
 from .translate import error_for, safe_url, transport_error
 
 USER_AGENT = f"videopoll/{__version__}"
@@ -91,12 +92,13 @@ def make_client(
     timeout: float = 30.0,
     transport: httpx.AsyncBaseTransport | None = None,
     max_connections: int = 10,
-    pacer: Pacer | None = None,
+    pacer: RatePacer | None = None,
 ) -> httpx.AsyncClient:
     """A client for one service: identified, bounded, counted and retried (`RetryTransport`
     with `repeatable` saying which requests are safe to send twice), following redirects
     without taking a credential to another origin (`origin_guard`).
 
+    `pacer` holds every request of the client to a rate budget (waits, never refuses).
     HTTP/1.1 only: pooled HTTP/2 connections go stale behind Supabase's gateway
     (supabase-py #1064). `transport` replaces the network (tests); the policy wraps it too.
     """

@@ -20,6 +20,7 @@ import httpx
 from ..errors import AuthError, ProtocolError, ServiceError
 from ..model import AgentState, Service, StartTask, Status, normalise_id
 from .http import send
+from .pacing import RatePacer
 
 SERVICE = Service.OPENHANDS
 STATE_BATCH = 99  # GET /app-conversations answers 400 for 100 ids or more
@@ -27,7 +28,6 @@ TASK_BATCH = 99  # start-tasks?ids=: some versions enforce the same `< 100` as a
 EVENT_PAGE = 100  # events/search answers at most 100 a page
 EVENT_PAGES = 5  # pages read to find the newest execution status (stats events crowd it out)
 REASONS_PER_PASS = 4  # error-event lookups a pass may spend; the rest keep a generic reason
-RATE = 10  # requests a second (OpenHands Cloud's per-user limit)
 SANDBOX = frozenset({"STARTING", "RUNNING", "PAUSED", "ERROR", "MISSING"})
 EXECUTION = frozenset({"idle", "running", "paused", "waiting_for_confirmation", "finished",
                        "error", "stuck", "deleting"})
@@ -116,11 +116,26 @@ def _batches(ids: Sequence[str], size: int) -> Iterable[list[str]]:
 
 
 class OpenHandsAgent:
-    """The V1 app-server API: batched states, start, start-task progress, events."""
+    """The V1 app-server API: batched states, start, start-task progress, events.
 
-    def __init__(self, client: httpx.AsyncClient, *, concurrency: int = 4) -> None:
+    `pacer` is the rate budget the client's requests wait for (the same object the client's
+    transport was made with); without one, `budget()` says unlimited.
+    """
+
+    ids_per_request = STATE_BATCH
+
+    def __init__(self, client: httpx.AsyncClient, *, concurrency: int = 4,
+                 pacer: RatePacer | None = None) -> None:
         self.client = client
+        self.pacer = pacer
         self._gate = asyncio.Semaphore(concurrency)
+
+    def budget(self) -> int | None:
+        """Requests that can be sent now without waiting for the budget (None: unlimited).
+        A `states()` of n ids costs ceil(n / 99) of them, plus its follow-ups: up to
+        REASONS_PER_PASS error lookups, and for each PAUSED or MISSING conversation (or a
+        RUNNING one without a status) up to EVENT_PAGES events pages."""
+        return None if self.pacer is None else self.pacer.available()
 
     async def _get(self, url: str, params: Any = None, *, what: str) -> Any:
         async with self._gate:

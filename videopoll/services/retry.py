@@ -9,13 +9,13 @@ declares (guarded RPCs, upserts to a fixed key); any other request only when it 
 not arrive (the connection was never made, or a rate limiter turned it away). A body that
 cannot be replayed (a stream) is never sent twice. Waits honour `Retry-After` and GitHub's
 rate-limit headers, and come out of one budget per pass: a wait the pass cannot afford is not
-slept, the error goes up and the work is deferred to the next pass.
+slept, the error goes up and the work is deferred to the next pass. A service with a rate
+budget (OpenHands) hands a `pacing.RatePacer`: each attempt waits for its slot first, so the
+budget holds for retries too and a 429 comes only from someone else spending the same key's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import logging
 import time
 from collections import Counter
@@ -26,6 +26,7 @@ import httpx
 import stamina
 
 from ..model import Service
+from .pacing import RatePacer
 from .translate import is_rate_limited, retry_after, safe_url
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
@@ -68,36 +69,6 @@ class Budget:
         return max(0.0, self.deadline - self.clock())
 
 
-class Pacer:
-    """At most `rate` requests per `per` seconds, once the service has said 429: a server
-    without a limit is not slowed down, and one with a limit (OpenHands Cloud: 10 a second
-    per user) is not hammered after its first refusal."""
-
-    def __init__(self, rate: int, per: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate, self.per, self.clock = rate, per, clock
-        self.active = False
-        self._sent: collections.deque[float] = collections.deque()
-        self._lock = asyncio.Lock()
-
-    def watch(self, response: httpx.Response) -> None:
-        """Every answer passes here: the first 429 switches pacing on."""
-        if response.status_code == 429:
-            self.active = True
-
-    async def wait(self) -> None:
-        if not self.active:
-            return
-        async with self._lock:
-            now = self.clock()
-            while self._sent and now - self._sent[0] >= self.per:
-                self._sent.popleft()
-            if len(self._sent) >= self.rate:
-                await asyncio.sleep(self.per - (now - self._sent[0]))
-                self._sent.popleft()
-            self._sent.append(self.clock())
-
-
 class _Retry(Exception):
     """An answer worth asking again for (5xx, 429)."""
 
@@ -120,7 +91,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, inner: httpx.AsyncBaseTransport, *, service: Service, budget: Budget,
                  calls: Counter[str], repeatable: Repeatable = idempotent,
-                 pacer: Pacer | None = None) -> None:
+                 pacer: RatePacer | None = None) -> None:
         self.inner = inner
         self.pacer = pacer
         self.service = service
@@ -140,12 +111,12 @@ class RetryTransport(httpx.AsyncBaseTransport):
                 wait_max=self.budget.max_wait,
             ):
                 with attempt:
-                    if self.pacer is not None:
-                        await self.pacer.wait()
                     self.calls[self.service] += 1
-                    answer = await self.inner.handle_async_request(request)
-                    if self.pacer is not None:
-                        self.pacer.watch(answer)
+                    if self.pacer is None:
+                        answer = await self.inner.handle_async_request(request)
+                    else:  # every attempt, a retry too, waits for its slot in the budget
+                        async with self.pacer.slot():
+                            answer = await self.inner.handle_async_request(request)
                     if answer.status_code in RETRY_STATUSES or answer.status_code == 403:
                         await answer.aread()
                         await answer.aclose()

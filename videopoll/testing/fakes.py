@@ -56,10 +56,20 @@ class FakeAgent(Recorder):
 
     `calls` gets one entry per request the real client would send: `("states", batch)` for
     each batch of at most 99 ids, `("resolve", batch)` for each ≤100, `("start", (title,))`.
+
+    `budget` is a rate budget of that many requests (None: unlimited): `budget()` says how
+    many are left, every recorded request spends one, `refill()` is the window passing.
+    A request sent with none left is counted in `over_budget` (the real client would have
+    waited for its slot, up to a minute) rather than refused.
     """
 
-    def __init__(self) -> None:
+    ids_per_request = STATES_BATCH
+
+    def __init__(self, *, budget: int | None = None) -> None:
         super().__init__()
+        self.limit = budget
+        self.spent = 0
+        self.over_budget = 0
         self.conversations: dict[str, AgentState] = {}
         self.start_tasks: dict[str, StartTask] = {}
         self.planned: dict[str, str] = {}  # start task -> the conversation id asked for
@@ -87,6 +97,19 @@ class FakeAgent(Recorder):
     def heal_lookup(self, conversation_id: str) -> None:
         self.broken.pop(conversation_id, None)
 
+    def budget(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.spent)
+
+    def refill(self) -> None:
+        """The budget's window has passed: every request is available again."""
+        self.spent = 0
+
+    def _record(self, method: str, *args: Any) -> None:
+        if self.limit is not None and self.spent >= self.limit:
+            self.over_budget += 1
+        self.spent += 1
+        super()._record(method, *args)
+
     def reset(self) -> None:
         self.reset_calls()
         self.conversations.clear()
@@ -94,6 +117,7 @@ class FakeAgent(Recorder):
         self.planned.clear()
         self.started.clear()
         self.broken.clear()
+        self.spent = self.over_budget = 0
 
     async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
         out: dict[str, AgentState | None] = {}
