@@ -2,7 +2,8 @@
 
     class                       code          exit  meaning
     VideopollError              error           1
-    ├── ConfigError             config          2   missing or invalid setting, bad usage
+    ├── ConfigError             config          2   missing or invalid setting
+    │   └── UsageError          usage           2   a malformed argument or option
     ├── NotFound                not_found       1   a lesson or conversation nobody knows
     ├── Refused                 refused         1   not allowed (a second pending video)
     ├── Interrupted             interrupted   130
@@ -51,6 +52,12 @@ class ConfigError(VideopollError):
 
     code = "config"
     exit_code = 2
+
+
+class UsageError(ConfigError):
+    """The command line is not valid."""
+
+    code = "usage"
 
 
 class NotFound(VideopollError):

@@ -75,9 +75,11 @@ class Check:
     ok: bool
     detail: str
     refused: bool = False  # a service refused our credentials (exit 3)
+    hint: str | None = None  # what to change (a refused credential: its variable)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+        shown = {"name": self.name, "ok": self.ok, "detail": self.detail}
+        return {**shown, "hint": self.hint} if self.hint else shown
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -35,14 +36,27 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+class NoState:
+    """The state cache of a command that opened no store (`doctor` on a home without one):
+    GitHub's listing is asked for without an ETag, and nothing is kept."""
+
+    async def get_state(self, key: str) -> dict[str, Any] | None:
+        return None
+
+    async def set_state(self, key: str, value: dict[str, Any]) -> None:
+        return None
+
+
 class Runtime:
     """The adapters one command needs, over clients that share counters and a budget."""
 
     def __init__(self, settings: Settings, *, need: frozenset[Service],
-                 transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> None:
+                 transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+                 create_store: bool = True) -> None:
         settings.require(*sorted(need))
         self.settings = settings
         self.need = need
+        self.create_store = create_store  # False: `doctor` without --fix writes nothing
         self.calls: Counter[str] = Counter({s: 0 for s in Service if s in need})
         self.budget = Budget(max_wait=min(30.0, settings.interval))
         self.transports = dict(transports or {})
@@ -65,7 +79,11 @@ class Runtime:
 
     async def __aenter__(self) -> Runtime:
         if Service.STORE in self.need:
-            self._store = await self._open_store()
+            try:
+                self._store = await self._open_store()
+            except BaseException:  # no __aexit__ follows a failed __aenter__: close here
+                await self._stack.aclose()
+                raise
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -77,7 +95,7 @@ class Runtime:
         if s.store == "local":
             from .services.local.store import LocalStore
 
-            local = LocalStore(s.home, bucket=s.bucket)
+            local = LocalStore(s.home, bucket=s.bucket, create=self.create_store)
             self._stack.push_async_callback(local.close)
             return local
         from .services.supabase.store import SupabaseStore, repeatable  # heavy: only when used
@@ -127,7 +145,8 @@ class Runtime:
                                     repeatable=repeatable)
             self._artifacts = GitHubArtifacts(
                 api, downloads, repo=s.github_repo, ref=s.github_ref, directory=s.github_dir,
-                lfs_url=s.github_lfs_url, token=s.github_token.get(), state=self.store)
+                lfs_url=s.github_lfs_url, token=s.github_token.get(),
+                state=self._store if self._store is not None else NoState())
         return self._artifacts
 
     def engine_config(self) -> EngineConfig:

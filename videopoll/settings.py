@@ -48,10 +48,22 @@ class Secret:
         return hash(self._value)
 
 
-# Every variable that holds a credential: Settings keeps their values in `Secret`s, and the
-# output layer scrubs them (`secret_values`) from everything that leaves the process.
-SECRET_ENV = ("OPENHANDS_API_KEY", "OPENHAND_API_KEY", "GITHUB_TOKEN",
-              "SUPABASE_SERVICE_ROLE_KEY", "GEMINI_API_KEY")
+# Every variable that holds a credential, and the service that checks it: Settings keeps their
+# values in `Secret`s, the output layer scrubs them (`secret_values`) from everything that
+# leaves the process, and a missing or refused credential is named by its variable (the first
+# of a service's names is the one documented; OPENHAND_API_KEY is the original system's).
+SECRET_ENV: Mapping[str, Service | None] = {
+    "OPENHANDS_API_KEY": Service.OPENHANDS,
+    "OPENHAND_API_KEY": Service.OPENHANDS,
+    "GITHUB_TOKEN": Service.GITHUB,
+    "SUPABASE_SERVICE_ROLE_KEY": Service.STORE,
+    "GEMINI_API_KEY": None,  # handed to the agent, never checked by videopoll
+}
+
+
+def credential_names(service: Service) -> list[str]:
+    """The variables that may hold `service`'s credential, the documented one first."""
+    return [name for name, owner in SECRET_ENV.items() if owner == service]
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:
@@ -134,15 +146,43 @@ class Settings:
                               hint=f"set {name} in the environment or in {where}")
 
     def missing(self, service: Service) -> list[str]:
+        key = credential_names(service)[:1]
         if service == Service.OPENHANDS:
-            return [] if self.openhands_api_key else ["OPENHANDS_API_KEY"]
+            return [] if self.openhands_api_key else key
         if service == Service.GITHUB:
-            out = [] if self.github_token else ["GITHUB_TOKEN"]
+            out = [] if self.github_token else key
             return out + ([] if self.github_repo else ["VIDEOPOLL_GITHUB_REPO"])
         if service == Service.STORE and self.store == "supabase":
             out = [] if self.supabase_url else ["SUPABASE_URL"]
-            return out + ([] if self.supabase_key else ["SUPABASE_SERVICE_ROLE_KEY"])
+            return out + ([] if self.supabase_key else key)
         return []
+
+    def credential_source(self, service: Service) -> tuple[str, str] | None:
+        """(variable, where it was set) of the credential `service` was sent, or None when
+        the service takes none here (the local store)."""
+        if service == Service.STORE and self.store != "supabase":
+            return None
+        names = credential_names(service)
+        if not names:
+            return None
+        name = self.sources.get(f"credential:{service}") or names[0]
+        where = self.sources.get("env_file", ".env") if \
+            self.sources.get(f"from_file:{name}") else "the environment"
+        return name, where
+
+    def refused_hint(self, service: Service | str) -> str | None:
+        """The hint of a refused credential: which variable to fix, and where it was set."""
+        try:
+            source = self.credential_source(Service(service))
+        except ValueError:  # not one of our services (an error raised without one)
+            return None
+        if source is None:
+            return None
+        name, where = source
+        also = {Service.OPENHANDS: "; or OPENHANDS_BASE_URL names another server",
+                Service.STORE: "; it must be the service_role key of SUPABASE_URL's project"}
+        return f"check {name} (set in {where}): {service} refused it" + \
+            also.get(Service(service), "")
 
 
 _PLAIN = re.compile(r"-?\d+(?:\.\d+)?")  # negative: refused by the minimum, by name
@@ -282,8 +322,12 @@ def load_env(environ: Mapping[str, str] | None = None,
         raise ConfigError(f"VIDEOPOLL_ENV_FILE is a directory: {path}" if named
                           else f"{path} is a directory, not an env file")
     if path.exists():
-        merged.update(read_env_file(path))
+        from_file = read_env_file(path)
+        merged.update(from_file)
         merged["__env_file__"] = str(path)
+        # Which credentials the file (not the environment) supplies: a refusal names where.
+        merged["__from_file__"] = " ".join(n for n in SECRET_ENV
+                                           if n in from_file and n not in environ)
     elif named:
         raise ConfigError(f"VIDEOPOLL_ENV_FILE names a file that does not exist: {path}",
                           hint="create it, or unset VIDEOPOLL_ENV_FILE to read ./.env")
@@ -313,21 +357,26 @@ def from_env(environ: Mapping[str, str] | None = None, env_file: Path | None = N
     if prompt and not Path(prompt).is_file():
         raise ConfigError(f"VIDEOPOLL_PROMPT_FILE does not exist: {prompt}")
     sources = {"env_file": env["__env_file__"]} if "__env_file__" in env else {}
+    sources.update({f"from_file:{name}": "1" for name in env.get("__from_file__", "").split()})
+    for service in Service:  # which of a service's names held its credential
+        used = next((n for n in credential_names(service) if (env.get(n) or "").strip()), None)
+        if used:
+            sources[f"credential:{service}"] = used
     return Settings(
         store=store,
         home=Path(env.get("VIDEOPOLL_HOME") or ".videopoll"),
-        openhands_api_key=_secret(env, "OPENHANDS_API_KEY", "OPENHAND_API_KEY"),
+        openhands_api_key=_secret(env, *credential_names(Service.OPENHANDS)),
         openhands_base_url=_url(env, "OPENHANDS_BASE_URL", "https://app.all-hands.dev") or "",
         openhands_auth=auth,
         openhands_rate=_rate(env, auth),
-        github_token=_secret(env, "GITHUB_TOKEN"),
+        github_token=_secret(env, *credential_names(Service.GITHUB)),
         github_api_url=api_url,
         github_lfs_url=_url(env, "VIDEOPOLL_GITHUB_LFS_URL", _default_lfs(api_url)) or "",
         github_repo=repo,
         github_ref=(env.get("VIDEOPOLL_GITHUB_REF") or "main").strip(),
         github_dir=github_dir,
         supabase_url=_url(env, "SUPABASE_URL", None),
-        supabase_key=_secret(env, "SUPABASE_SERVICE_ROLE_KEY"),
+        supabase_key=_secret(env, *credential_names(Service.STORE)),
         bucket=(env.get("VIDEOPOLL_BUCKET") or "lesson-assets").strip(),
         interval=_seconds(env, "VIDEOPOLL_INTERVAL", 30, minimum=0.01),
         max_generation=_seconds(env, "VIDEOPOLL_MAX_GENERATION", 3600),

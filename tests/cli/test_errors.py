@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from .conftest import Stack
@@ -33,7 +35,9 @@ def test_json_errors_have_a_stable_code(stack: Stack) -> None:
     result = stack.cli("poll", "--json", env={"GITHUB_TOKEN": None})
     assert result.code == 2
     assert result.json == {"error": {"code": "config", "exit_code": 2,
-                                     "message": "GITHUB_TOKEN not configured"}}
+                                     "message": "GITHUB_TOKEN not configured",
+                                     "hint": f"set GITHUB_TOKEN in the environment or in "
+                                             f"{os.devnull}"}}
 
 
 @pytest.mark.parametrize(("name", "value"), [("VIDEOPOLL_INTERVAL", "-1"),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import Annotated
 
 import typer
 
-from ..errors import VideopollError
+from ..errors import AuthError, VideopollError
 from ..model import Service
 from ..reports import Check, DoctorReport, Schema
 from ..settings import Settings
@@ -46,26 +47,34 @@ def schema(json: Json = False) -> None:
 
 
 async def diagnose(settings: Settings, *, fix: bool = False) -> DoctorReport:
-    """Every check that can run with what is configured; a missing setting is a failed check,
-    not an early exit."""
-    from ..engine.doctor import config_checks, run_check, visible
+    """Every check that can run with what is configured; a missing setting, or a store that
+    cannot be opened, is a failed check, not an early exit. Without `fix` nothing is
+    created: a local home without a store is reported, not made."""
+    from ..engine.doctor import config_checks, refused, run_check, visible
     from ..runtime import Runtime
 
     checks = config_checks(settings)
     ready = frozenset(s for s in Service if not settings.missing(s))
-    if Service.STORE not in ready:
-        return DoctorReport(checks)
-    try:
-        async with Runtime(settings, need=ready) as rt:
+    async with AsyncExitStack() as stack:
+        try:
+            rt = await stack.enter_async_context(Runtime(settings, need=ready,
+                                                         create_store=fix))
+        except VideopollError as exc:
+            if Service.STORE not in ready:
+                raise
+            checks.append(refused(Service.STORE, exc, settings) if isinstance(exc, AuthError)
+                          else Check(Service.STORE, False, exc.message, hint=exc.hint))
+            ready -= {Service.STORE}
+            rt = await stack.enter_async_context(Runtime(settings, need=ready))
+        if Service.STORE in ready:
             if fix:
-                checks += await run_check("store: bucket", rt.store.ensure_bucket)
-            checks += await run_check(Service.STORE, rt.store.check)
-            if Service.OPENHANDS in ready:
-                checks += await run_check(Service.OPENHANDS, rt.agent.check)
+                checks += await run_check("store: bucket", rt.store.ensure_bucket, settings)
+            checks += await run_check(Service.STORE, rt.store.check, settings)
+        if Service.OPENHANDS in ready:
+            checks += await run_check(Service.OPENHANDS, rt.agent.check, settings)
+            if Service.STORE in ready:
                 checks += await run_check("openhands: pending conversations",
-                                          lambda: visible(rt.store, rt.agent))
-            if Service.GITHUB in ready:
-                checks += await run_check(Service.GITHUB, rt.artifacts.check)
-    except VideopollError as exc:  # the store could not even be opened
-        checks.append(Check(Service.STORE, False, exc.message, refused=exc.exit_code == 3))
+                                          lambda: visible(rt.store, rt.agent), settings)
+        if Service.GITHUB in ready:
+            checks += await run_check(Service.GITHUB, rt.artifacts.check, settings)
     return DoctorReport(checks)

@@ -4,13 +4,16 @@ exception into one scrubbed line and its exit code; `main()` is the console scri
 from __future__ import annotations
 
 import errno
+import io
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from typing import TypeVar
 
-from ..errors import ConfigError, Interrupted, VideopollError
+import typer
+
+from ..errors import ConfigError, Interrupted, UsageError, VideopollError
 from ..ui.console import Output
 from .app import app
 
@@ -22,16 +25,22 @@ DISK_FAULTS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS})
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse and run one command; map every videopoll exception to a line and an exit code.
 
-    Typer (click) handles --help and usage errors itself (exit 2); everything videopoll
-    raises arrives here, is printed as one scrubbed line, and becomes its exit code.
+    Typer (click) handles --help itself; its usage errors (exit 2) and everything videopoll
+    raises arrive here, are printed scrubbed (an error object too under --json, a record
+    under --log-format) and become the exit code.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     out = Output.for_args(args)
     try:
         with out.logging():
-            app(args=args, prog_name="videopoll")
+            # Not standalone: click's usage errors come here, to be shown in click's words
+            # and, under --json, as an error object too.
+            code = app(args=args, prog_name="videopoll", standalone_mode=False)
+            return code if isinstance(code, int) else 0
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except CLICK_ERROR as exc:
+        return usage_error(out, exc)
     except VideopollError as exc:
         return out.fail(exc)
     except KeyboardInterrupt:
@@ -49,7 +58,29 @@ def run(argv: Sequence[str] | None = None) -> int:
             out.raw(traceback.format_exc().rstrip())
         return out.fail(VideopollError(f"internal error: {type(exc).__name__}: {exc}",
                                        hint="run again with VIDEOPOLL_DEBUG=1 for a traceback"))
-    return 0
+
+
+def _click_class(name: str) -> type[Exception]:
+    """click's exception class by name. Typer re-exports only some of them, and newer Typer
+    releases vendor click (typer._click) while older ones use click itself; BadParameter,
+    which every release exports, has the others among its bases."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+CLICK_ERROR = _click_class("ClickException")
+
+
+def usage_error(out: Output, exc: Exception) -> int:
+    """A usage error as click words it (the usage line, the problem, where help is), and
+    under --json also as an error object with code `usage`."""
+    shown = io.StringIO()
+    exc.show(file=shown)  # type: ignore[attr-defined]  # ClickException.show
+    context = getattr(exc, "ctx", None)
+    where = getattr(context, "command_path", None) or "videopoll"
+    error = UsageError(exc.format_message(),  # type: ignore[attr-defined]
+                       hint=f"see `{where} --help`")
+    error.exit_code = int(getattr(exc, "exit_code", 2))
+    return out.fail(error, said=shown.getvalue().rstrip())
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import ConfigError, NotFound, Refused
+from ..errors import NotFound, Refused, UsageError
 from ..model import Status
 from ..reports import Generated, Retried
 from .options import DryRun, Json
@@ -68,7 +68,7 @@ def retry(
       videopoll retry 0b6c0a57-7c39-4e3a-9d38-0a1e2d3c4b5a
     """
     if (asset is None) == (not failed):
-        raise ConfigError("give either an asset id or --failed")
+        raise UsageError("give either an asset id or --failed")
     wanted = None if asset is None else asset_id(asset)
     session = Session.start(json=json)
 
@@ -91,4 +91,4 @@ def asset_id(raw: str) -> str:
         return str(uuid.UUID(raw))
     except ValueError:
         shown = raw.encode("unicode_escape").decode("ascii")[:80]
-        raise ConfigError(f"not an asset id (a UUID): {shown}") from None
+        raise UsageError(f"not an asset id (a UUID): {shown}") from None

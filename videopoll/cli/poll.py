@@ -46,7 +46,7 @@ def poll(
     """
     from .unattended import Pinger, pass_lock  # httpx: loaded to run, not for --help
 
-    session = Session.start(json=json)
+    session = Session.start(json=json, log_format=log_format)
     out, log = session.out, PassLog(log_format, scrub=session.out.scrub)
     with pass_lock(lock) as held:
         if not held:

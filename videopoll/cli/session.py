@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import typer
 
-from ..errors import Interrupted
+from ..errors import AuthError, Interrupted
 from ..model import Service
 from ..runtime import Runtime
 from ..settings import Settings, from_env
-from ..ui.console import Output
+from ..ui.console import LogStyle, Output
 
 T = TypeVar("T")
 ALL = frozenset(Service)
@@ -33,8 +33,9 @@ class Session:
     settings: Settings
 
     @classmethod
-    def start(cls, *, json: bool = False, **overrides: Any) -> Session:
-        out = Output(json_mode=json)
+    def start(cls, *, json: bool = False, log_format: LogStyle | None = None,
+              **overrides: Any) -> Session:
+        out = Output(json_mode=json, log_format=log_format)
         settings = from_env().with_overrides(**overrides)
         out.scrub.learn(settings.secrets())
         return cls(out, settings)
@@ -47,7 +48,11 @@ class Session:
             async with Runtime(self.settings, need=need) as rt:
                 return await work(rt)
 
-        return run_async(go())
+        try:
+            return run_async(go())
+        except AuthError as exc:  # name the variable to fix, wherever the refusal came from
+            exc.hint = exc.hint or self.settings.refused_hint(exc.service)
+            raise
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

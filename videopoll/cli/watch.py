@@ -47,7 +47,7 @@ def watch(
 
       videopoll watch --until-done --timeout 30m --json
     """
-    session = Session.start(json=json, interval=interval)
+    session = Session.start(json=json, log_format=log_format, interval=interval)
     log = PassLog(log_format, scrub=session.out.scrub)
     finish(session.run(ALL, lambda rt: watch_view(
         rt, session.out, interval=session.settings.interval, until_done=until_done,

@@ -27,12 +27,18 @@ def config_checks(settings: Settings) -> list[Check]:
     return checks
 
 
-async def run_check(name: str, probe: Probe) -> list[Check]:
+def refused(name: str, exc: AuthError, settings: Settings) -> Check:
+    """A refused credential as a failed check, naming the variable to fix."""
+    return Check(name, False, exc.message, refused=True,
+                 hint=exc.hint or settings.refused_hint(exc.service))
+
+
+async def run_check(name: str, probe: Probe, settings: Settings) -> list[Check]:
     """Await an adapter's checks; a refused credential or a dead service is one failed row."""
     try:
         return [Check(n, ok, detail) for n, ok, detail in await probe()]
     except AuthError as exc:
-        return [Check(name, False, exc.message, refused=True)]
+        return [refused(name, exc, settings)]
     except VideopollError as exc:
         return [Check(name, False, exc.message)]
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import ConfigError, NotFound, Refused, RequestRejected, ServiceError
+from ..errors import ConfigError, NotFound, Refused, RequestRejected, ServiceError, UsageError
 from ..model import Lesson, Status, VideoAsset
 from ..ports import AgentAPI, Lessons, Rows
 from ..settings import Settings
@@ -105,7 +105,7 @@ async def generate(store: VideoStore, agent: AgentAPI, settings: Settings, lesso
     try:
         lesson_id = str(uuid.UUID(lesson_id))
     except ValueError:
-        raise ConfigError(f"lesson id must be a UUID, got {lesson_id!r}") from None
+        raise UsageError(f"lesson id must be a UUID, got {lesson_id!r}") from None
     template = load_template(settings.prompt_file)
     lesson = await store.lesson(lesson_id)
     if lesson is None:

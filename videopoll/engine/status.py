@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError, NotFound
+from ..errors import NotFound, UsageError
 from ..model import normalise_id
 from ..ports import AgentAPI, ArtifactSource, Rows
 from ..reports import StatusReport
@@ -13,7 +13,7 @@ def conversation_id(raw: str) -> str:
     normal = normalise_id(raw)
     if normal is None:
         shown = raw.encode("unicode_escape").decode("ascii")[:80]
-        raise ConfigError(f"not a conversation id (32 hex characters, dashes allowed): {shown}")
+        raise UsageError(f"not a conversation id (32 hex characters, dashes allowed): {shown}")
     return normal
 
 

@@ -16,6 +16,7 @@ budget holds for retries too and a 429 comes only from someone else spending the
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections import Counter
@@ -35,8 +36,31 @@ REPEATABLE = "videopoll.repeatable"  # request extension: True/False overrides t
 SECONDARY_LIMIT_WAIT = 60.0  # GitHub: a secondary limit without headers wants >= 60 s
 
 log = logging.getLogger("videopoll.retry")
-# Retries are reported as videopoll's own records (below), not as stamina's bare log lines.
-stamina.instrumentation.set_on_retry_hooks([])
+# The request a retry loop is running for (stamina's hook sees only "<context block>").
+_SENDING: contextvars.ContextVar[tuple[Service, httpx.Request] | None] = \
+    contextvars.ContextVar("videopoll_sending", default=None)
+
+
+def report_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    """stamina's on-retry hook: a retry that is really scheduled (not one the attempts or the
+    budget will refuse) becomes a record of videopoll's own, on logger `videopoll.retry` —
+    a JSON record under `--log-format json`, nothing without `--log-format`."""
+    sending = _SENDING.get()
+    if sending is None:  # someone else's stamina loop: not ours to report
+        return
+    service, request = sending
+    exc = details.caused_by
+    cause = f"HTTP {exc.response.status_code}" if isinstance(exc, _Retry) else type(exc).__name__
+    log.info("retrying %s %s %s after %s", service, request.method, safe_url(request.url),
+             cause, extra={"fields": {"service": str(service), "method": request.method,
+                                      "url": safe_url(request.url), "cause": cause,
+                                      "attempt": details.retry_num,
+                                      "wait_s": round(details.wait_for, 3)}})
+
+
+# Retries are reported as videopoll's own records, never as stamina's bare
+# `stamina.retry_scheduled` log lines (its default hook).
+stamina.instrumentation.set_on_retry_hooks([report_retry])
 
 Repeatable = Callable[[httpx.Request], bool]
 
@@ -104,6 +128,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
         safe = (self.repeatable(request) if override is None else bool(override)) \
             and _replayable(request)
         answer: httpx.Response | None = None
+        token = _SENDING.set((self.service, request))
         try:
             async for attempt in stamina.retry_context(
                 on=self._decide(request, safe), attempts=self.budget.attempts,
@@ -124,6 +149,8 @@ class RetryTransport(httpx.AsyncBaseTransport):
                             raise _Retry(answer)
         except _Retry as exc:
             return exc.response
+        finally:
+            _SENDING.reset(token)
         assert answer is not None
         return answer
 
@@ -145,14 +172,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
                         else advised if self.budget.affordable(advised) else False)
             else:
                 return False
-            if wait is not False:
-                cause = (f"HTTP {exc.response.status_code}" if isinstance(exc, _Retry)
-                         else type(exc).__name__)
-                log.info("retrying %s %s %s after %s", self.service, request.method,
-                         safe_url(request.url), cause,
-                         extra={"service": self.service, "cause": cause,
-                                "wait_s": wait if not isinstance(wait, bool) else None})
-            return wait
+            return wait  # reported by `report_retry` once stamina really schedules it
 
         return decide
 

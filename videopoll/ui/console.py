@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TextIO
 
 from rich.console import Console, RenderableType
 
 from ..errors import VideopollError
+from ..model import iso
 from ..reports import Report
 from ..settings import env_file_path, read_env_file, scrub_order, secret_values
 from .render import dumps, view
@@ -64,6 +68,40 @@ class Scrubber:
         return value
 
 
+class LogStyle(StrEnum):
+    """`--log-format`: how log records are written to stderr."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+def write_record(stream: TextIO, style: LogStyle, scrub: Scrubber, level: str, message: str,
+                 **fields: Any) -> None:
+    """One log record on one line: JSON (`ts`, `level`, `msg`, then the fields) or text."""
+    now = iso(datetime.now(UTC))
+    if style == LogStyle.JSON:
+        record = {"ts": now, "level": level, "msg": message, **fields}
+        stream.write(json.dumps(scrub.data(record), ensure_ascii=False) + "\n")
+    else:
+        extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        stream.write(scrub(f"{now} {level.upper():7} {message} {extra}".rstrip()) + "\n")
+    stream.flush()
+
+
+def log_style(args: Sequence[str]) -> LogStyle | None:
+    """The `--log-format` asked for on a command line (before Typer parses it), so that the
+    error boundary writes its last words in the same format as the records before them."""
+    for i, arg in enumerate(args):
+        value = None
+        if arg == "--log-format" and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--log-format="):
+            value = arg.partition("=")[2]
+        if value is not None and value.lower() in tuple(LogStyle):
+            return LogStyle(value.lower())
+    return None
+
+
 def _wide(file: Any) -> bool:
     return bool(getattr(file, "isatty", lambda: False)())
 
@@ -71,8 +109,12 @@ def _wide(file: Any) -> bool:
 class Output:
     """The two consoles of one command run."""
 
-    def __init__(self, *, json_mode: bool = False, scrub: Scrubber | None = None) -> None:
+    def __init__(self, *, json_mode: bool = False, scrub: Scrubber | None = None,
+                 log_format: LogStyle | None = None) -> None:
         self.json_mode = json_mode
+        # With --log-format, everything said on stderr is a record of that format (a `jq`
+        # over a cron log never meets a bare line); without it, plain lines.
+        self.log_format = log_format
         self.scrub = scrub or Scrubber.from_environment()
         # Not a terminal: no colour, no live redraw, and wide enough that tables do not fold.
         self.out = Console(file=sys.stdout, soft_wrap=False, highlight=False,
@@ -82,7 +124,7 @@ class Output:
 
     @classmethod
     def for_args(cls, args: Sequence[str]) -> Output:
-        return cls(json_mode="--json" in args)
+        return cls(json_mode="--json" in args, log_format=log_style(args))
 
     @property
     def live(self) -> bool:
@@ -117,38 +159,68 @@ class Output:
         sys.stderr.flush()
 
     def say(self, text: str) -> None:
-        """Progress and notes: stderr, so stdout stays data."""
-        self.err.print(self.scrub(text), markup=False)
+        """Progress and notes: stderr, so stdout stays data (a record with --log-format)."""
+        if self.log_format is not None:
+            self.record("info", text)
+        else:
+            self.err.print(self.scrub(text), markup=False)
+
+    def record(self, level: str, message: str, **fields: Any) -> None:
+        """One log record on stderr, in the --log-format asked for (text when none was)."""
+        write_record(sys.stderr, self.log_format or LogStyle.TEXT, self.scrub, level, message,
+                     **fields)
 
     @contextlib.contextmanager
     def logging(self) -> Iterator[None]:
-        """Route videopoll's own log records (logger `videopoll`) here for one command:
-        warnings and errors as `warning: …` lines on stderr, scrubbed like everything else."""
+        """Route videopoll's own log records (logger `videopoll`) here for one command,
+        scrubbed like everything else. With --log-format they are records of that format,
+        from INFO up (a retry is one); without, warnings and errors as `warning: …` lines."""
         logger = logging.getLogger("videopoll")
         handler = _LogHandler(self)
         logger.addHandler(handler)
         propagate, logger.propagate = logger.propagate, False  # not twice, not unscrubbed
+        level = logger.level
+        if self.log_format is not None:
+            logger.setLevel(logging.INFO)
         try:
             yield
         finally:
             logger.removeHandler(handler)
             logger.propagate = propagate
+            logger.setLevel(level)
 
-    def fail(self, exc: VideopollError) -> int:
+    def fail(self, exc: VideopollError, *, said: str | None = None) -> int:
+        """A command's failure: one `error:` line and its `hint:` on stderr (`said` instead,
+        when the words are click's), a record with --log-format, and under --json an error
+        object on stdout; returns the exit code."""
         message = self.scrub(exc.message)
-        self.err.print(f"error: {message}", markup=False, style="red")
-        if exc.hint:
-            self.err.print(f"hint: {self.scrub(exc.hint)}", markup=False)
+        hint = self.scrub(exc.hint) if exc.hint else None
+        if self.log_format is not None:
+            self.record("error", message, code=exc.code, hint=hint, exit_code=exc.exit_code)
+        elif said is not None:
+            self.raw(said)
+        else:
+            self.err.print(f"error: {message}", markup=False, style="red")
+            if hint:
+                self.err.print(f"hint: {hint}", markup=False)
         if self.json_mode:
-            self.json({"error": {"code": exc.code, "message": message,
-                                 "exit_code": exc.exit_code}})
+            error: dict[str, Any] = {"code": exc.code, "message": message,
+                                     "exit_code": exc.exit_code}
+            if hint:
+                error["hint"] = hint
+            self.json({"error": error})
         return exc.exit_code
 
 
 class _LogHandler(logging.Handler):
     def __init__(self, out: Output) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.INFO if out.log_format is not None else logging.WARNING)
         self.out = out
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.out.say(f"{record.levelname.lower()}: {record.getMessage()}")
+        fields = getattr(record, "fields", None)
+        if self.out.log_format is not None:
+            self.out.record(record.levelname.lower(), record.getMessage(),
+                            **(fields if isinstance(fields, dict) else {}))
+        else:
+            self.out.say(f"{record.levelname.lower()}: {record.getMessage()}")

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, TextIO
 
-from ..model import Action, PassSummary, iso
-from .console import Scrubber
+from ..model import Action, PassSummary
+from .console import LogStyle, Scrubber, write_record
 
-
-class LogStyle(StrEnum):
-    TEXT = "text"
-    JSON = "json"
-
+__all__ = ["LogStyle", "PassLog"]
 
 LEVEL = {Action.FAILED: "error", Action.DEFERRED: "warning"}
 
@@ -32,15 +25,7 @@ class PassLog:
     def emit(self, level: str, message: str, **fields: Any) -> None:
         if self.fmt is None:
             return
-        stream = self.stream or sys.stderr
-        now = iso(datetime.now(UTC))
-        if self.fmt == "json":
-            record = {"ts": now, "level": level, "msg": message, **fields}
-            stream.write(json.dumps(self.scrub.data(record), ensure_ascii=False) + "\n")
-        else:
-            extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-            stream.write(self.scrub(f"{now} {level.upper():7} {message} {extra}".rstrip()) + "\n")
-        stream.flush()
+        write_record(self.stream or sys.stderr, self.fmt, self.scrub, level, message, **fields)
 
     def summary(self, summary: PassSummary) -> None:
         for item in summary.items:

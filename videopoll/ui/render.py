@@ -198,7 +198,8 @@ def _(report: DoctorReport) -> RenderableType:
         table.add_column(column, overflow="fold")
     for check in report.checks:
         mark = Text("✔", style="green") if check.ok else Text("✘", style="red")
-        table.add_row(check.name, mark, check.detail)
+        table.add_row(check.name, mark,
+                      check.detail + (f"\nhint: {check.hint}" if check.hint else ""))
     return table
 
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ...errors import DiskError, RequestRejected, ServerError
+from ...errors import ConfigError, DiskError, RequestRejected, ServerError
 from ...model import Lesson, Service, Status, VideoAsset
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -275,6 +275,9 @@ def check_schema(db: sqlite3.Connection) -> tuple[str, bool, str]:
 
 
 def check_storage(bucket_dir: Path) -> tuple[str, bool, str]:
+    if not bucket_dir.is_dir():
+        return ("local storage", False, f"{bucket_dir} is missing: `videopoll doctor --fix` "
+                "creates it")
     probe = bucket_dir / f".doctor-{os.getpid()}"
     try:
         probe.write_bytes(b"ok")
@@ -301,6 +304,32 @@ def disk(what: str = "local storage") -> Iterator[None]:
         yield
     except OSError as exc:
         raise disk_error(exc, what) from exc
+
+
+# The machine's trouble (retry later, exit 1), not a home to change.
+_DISK_FAULTS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT})
+
+
+def usable_home(home: Path, bucket_dir: Path) -> None:
+    """Create the store's folders in `home` and make sure this process can write there; a
+    home that cannot be (not permitted, read-only, a file in the way) is a ConfigError
+    naming VIDEOPOLL_HOME. A full disk stays a DiskError (exit 1)."""
+    hint = "point VIDEOPOLL_HOME at a folder this user can create and write " \
+           "(default: ./.videopoll)"
+    try:
+        bucket_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in _DISK_FAULTS:
+            raise disk_error(exc, "local storage") from exc
+        name = errno.errorcode.get(exc.errno or 0, "")
+        raise ConfigError(f"VIDEOPOLL_HOME={home} cannot be created: "
+                          f"{exc.strerror or exc}{f' [{name}]' if name else ''}",
+                          hint=hint) from None
+    db = home / "videopoll.db"
+    for path in (home, bucket_dir, *([db] if db.exists() else [])):
+        if not os.access(path, os.W_OK):  # a read-only mount answers EROFS even to root
+            raise ConfigError(f"VIDEOPOLL_HOME={home} cannot be written: {path} is read-only",
+                              hint=hint)
 
 
 def disk_error(exc: OSError, what: str) -> DiskError:

@@ -44,6 +44,7 @@ from .schema import (
     to_lesson,
     translated,
     ts,
+    usable_home,
 )
 
 T = TypeVar("T")
@@ -58,7 +59,12 @@ class LocalStore(Transitions):
 
     def __init__(self, home: Path, *, bucket: str = "lesson-assets",
                  clock: Callable[[], datetime] | None = None,
-                 busy_timeout_s: float = 30.0) -> None:
+                 busy_timeout_s: float = 30.0, create: bool = True) -> None:
+        """Open the store in `home` (VIDEOPOLL_HOME), creating it there unless `create` is
+        False (`doctor` without --fix): then a home without a store is a ConfigError and
+        nothing is written. A home that cannot be created or written is a ConfigError
+        naming VIDEOPOLL_HOME (exit 2), found before any pass could read a row it cannot
+        then move."""
         if not bucket or "/" in bucket or bucket in (".", ".."):
             raise ConfigError(f"invalid bucket name {bucket!r}", hint="set VIDEOPOLL_BUCKET")
         self.home = Path(home)
@@ -67,8 +73,13 @@ class LocalStore(Transitions):
         self.bucket_dir = self.home / "storage" / bucket
         self.writes: Counter[str] = Counter()  # completed uploads per key
         self._clock = clock or (lambda: datetime.now(UTC))
-        with disk():
-            self.bucket_dir.mkdir(parents=True, exist_ok=True)
+        if create:
+            usable_home(self.home, self.bucket_dir)
+        elif not self.db_path.is_file():
+            raise ConfigError(f"no local store in VIDEOPOLL_HOME={self.home} "
+                              f"({self.db_path.name} is missing); nothing was created",
+                              hint="check VIDEOPOLL_HOME, or run `videopoll doctor --fix` to "
+                                   "create the store there")
         self._db = connect(self.db_path, busy_timeout_s)
 
     def _read(self, sql: str, params: Mapping[str, Any] | Sequence[Any] = ()

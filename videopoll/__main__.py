@@ -1,0 +1,5 @@
+"""`python -m videopoll`: the same as the `videopoll` console script."""
+
+from .cli import main
+
+main()
