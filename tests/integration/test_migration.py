@@ -14,7 +14,7 @@ pytestmark = pytest.mark.postgres
 
 FUNCTIONS = ["videopoll_apply(jsonb)",
              "videopoll_transitions()",
-             "videopoll_retry(uuid[],boolean)",
+             "videopoll_retry(uuid[],boolean,jsonb)",
              "videopoll_save_upload(uuid,text,text,text,bigint,text)"]
 
 
