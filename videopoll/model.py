@@ -33,6 +33,19 @@ PENDING = frozenset({Status.STARTING, Status.GENERATING, Status.FINISHED, Status
 TERMINAL = frozenset({Status.READY, Status.FAILED})
 
 
+class Cause(StrEnum):
+    """Why a failed video failed, as `retry` redrives it (engine.redrive derives it from what
+    the row recorded)."""
+
+    AGENT = "agent"  # the agent did not deliver: a new conversation
+    TRANSFER = "transfer"  # the file was there but could not be stored: the transfer again
+
+    @property
+    def redrive(self) -> str:
+        """What `retry` does about it, for people."""
+        return "start a new conversation" if self is Cause.AGENT else "retry the transfer"
+
+
 class Action(StrEnum):
     """What a pass did to a row."""
 
@@ -45,6 +58,7 @@ class Action(StrEnum):
 
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
+HEX = re.compile(r"[0-9a-f]+")  # an id prefix, as the stores' `by_prefix` takes it
 
 
 def normalise_id(raw: str) -> str | None:

@@ -8,11 +8,11 @@ a repeated or racing call is harmless.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from .model import AgentState, ArtifactRef, Lesson, StartTask, VideoAsset
+from .model import AgentState, ArtifactRef, Lesson, StartTask, Status, VideoAsset
 from .states import Change
 
 
@@ -85,6 +85,18 @@ class Rows(Protocol):
 
     async def get(self, asset_id: str) -> VideoAsset | None: ...
 
+    async def videos(self, statuses: Collection[Status] | None = None,
+                     limit: int | None = None) -> list[VideoAsset]:
+        """Video rows in `statuses` (None: every one), newest first (`pending --failed`,
+        `pending --all`, `retry --failed`)."""
+        ...
+
+    async def by_prefix(self, prefix: str, limit: int = 10) -> list[VideoAsset]:
+        """Video rows whose asset, lesson or conversation id starts with `prefix` (lowercase
+        hex, no dashes; dashes in the stored ids are ignored), newest first, at most `limit`:
+        how `status` finds the row behind an id shown in a table."""
+        ...
+
     async def by_conversation(self, conversation_id: str) -> list[VideoAsset]: ...
 
     async def apply(self, changes: Sequence[Change]) -> list[bool]:
@@ -132,10 +144,13 @@ class Rows(Protocol):
         mismatch count. The status does not change."""
         ...
 
-    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False
-                    ) -> list[VideoAsset]:
+    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False,
+                    restart: Mapping[str, str] | None = None) -> list[VideoAsset]:
         """failed -> generating (starting when there is only a start task); None: every failed
-        row. The error is appended to metadata.error_history; retried_at restarts the clock."""
+        row. The error (and the conversation it happened in) is appended to
+        metadata.error_history; retried_at restarts the clock. A row in `restart` (asset id
+        -> a new conversation id) starts over instead: starting, under the new conversation
+        id, with no start task, as `generate` leaves a row before the agent is asked."""
         ...
 
 

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from .model import AgentState, ArtifactRef, VideoAsset
+from .model import AgentState, ArtifactRef, Cause, VideoAsset
 
 
 class Report(Protocol):
@@ -20,9 +21,10 @@ class Report(Protocol):
 
 @dataclass(frozen=True)
 class StatusReport:
-    """`status`: one conversation, from the agent, the store and GitHub."""
+    """`status`: one conversation, from the agent, the store and GitHub (None: the row asked
+    about has no conversation yet, only a start task)."""
 
-    conversation_id: str
+    conversation_id: str | None
     agent: AgentState | None
     assets: list[VideoAsset]
     artifact: ArtifactRef | None
@@ -36,14 +38,21 @@ class StatusReport:
 
 @dataclass(frozen=True)
 class RowList:
-    """Rows of `lesson_assets` (`pending`), oldest first, as of `now`."""
+    """Rows of `lesson_assets` (`pending`: oldest first; `--failed`, `--all`: newest first),
+    as of `now`. With `causes` (the listings that can hold failed rows), each row says why it
+    failed (`cause`: agent or transfer, null unless failed)."""
 
     rows: list[VideoAsset]
     now: datetime
     title: str = "pending video(s)"
+    causes: Mapping[str, Cause] | None = None
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [r.to_json() for r in self.rows]
+        if self.causes is None:
+            return [r.to_json() for r in self.rows]
+        causes = self.causes
+        return [{**r.to_json(), "cause": str(causes[r.id]) if r.id in causes else None}
+                for r in self.rows]
 
 
 @dataclass(frozen=True)
@@ -58,13 +67,16 @@ class Generated:
 
 @dataclass(frozen=True)
 class Retried:
-    """`retry`: the rows put back (or, with `dry_run`, that would be)."""
+    """`retry`: the rows put back (or, with `dry_run`, that would be), each with the error it
+    had failed with and its cause: `agent` (a new conversation) or `transfer` (the transfer
+    again)."""
 
-    rows: list[VideoAsset]
+    rows: list[tuple[VideoAsset, str | None, Cause]]  # (row now, its old error, cause)
     dry_run: bool = False
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [r.to_json() for r in self.rows]
+        return [{**row.to_json(), "cause": str(cause), "previous_error": error}
+                for row, error, cause in self.rows]
 
 
 @dataclass(frozen=True)

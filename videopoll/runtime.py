@@ -46,6 +46,9 @@ class NoState:
     async def set_state(self, key: str, value: dict[str, Any]) -> None:
         return None
 
+    async def flush(self) -> None:
+        return None
+
 
 class Runtime:
     """The adapters one command needs, over clients that share counters and a budget."""

@@ -34,7 +34,7 @@ def test_status_of_unknown_and_malformed_ids(stack: Stack) -> None:
     unknown = stack.cli("status", "f" * 32, "--json")
     assert unknown.code == 1 and "unknown to OpenHands and to the store" in unknown.err
     malformed = stack.cli("status", "../../etc/passwd")
-    assert malformed.code == 2 and "not a conversation id" in malformed.err
+    assert malformed.code == 2 and "not an id: ../../etc/passwd" in malformed.err
     assert stack.sandbox.openhands.counts["conversations"] == 1
 
 

@@ -423,6 +423,62 @@ async def test_retry_dry_run_changes_nothing(harness: StoreHarness, store: Store
     assert "error_history" not in harness.metadata(aid)
 
 
+async def test_retry_restart_starts_over_under_a_new_conversation(harness: StoreHarness,
+                                                                  store: Store) -> None:
+    """An agent failure's redrive: starting, the new conversation id, no start task; the old
+    conversation is kept in the history. Rows not named in `restart` come back as before."""
+    aid, other = [await make_row(harness, Status.FAILED) for _ in range(2)]
+    old = (await row(store, aid)).conversation_id
+    new = uuid.uuid4().hex
+    would = {a.id: a for a in await store.retry([aid, other], dry_run=True,
+                                                restart={aid: new})}[aid]
+    assert (would.status, would.conversation_id, would.start_task_id) == (
+        Status.STARTING, new, None)
+    assert (await row(store, aid)).conversation_id == old  # a dry run writes nothing
+    back = {a.id: a for a in await store.retry([aid, other], restart={aid: new})}
+    assert (back[aid].status, back[aid].conversation_id, back[aid].start_task_id) == (
+        Status.STARTING, new, None)
+    assert back[aid] == await store.get(aid)
+    assert back[other].status is Status.GENERATING
+    assert [(h["error"], h["conversation_id"])
+            for h in harness.metadata(aid)["error_history"]] == [("boom", old)]
+    assert await store.record_start(aid, "task-1")  # then generate's path: the start task
+
+
+async def test_videos_lists_by_status_newest_first(harness: StoreHarness, store: Store) -> None:
+    made = []
+    for status in (Status.FAILED, Status.READY, Status.GENERATING, Status.FAILED):
+        made.append(await make_row(harness, status))
+        harness.advance(1)
+    harness.add_asset(harness.add_lesson("I").id, kind="image", conversation_id="c" * 32)
+    assert [a.id for a in await store.videos()] == made[::-1]
+    assert [a.id for a in await store.videos([Status.FAILED])] == [made[3], made[0]]
+    assert [a.id for a in await store.videos([Status.FAILED], limit=1)] == [made[3]]
+    assert [a.id for a in await store.videos([Status.READY, Status.GENERATING])] == [
+        made[2], made[1]]
+    assert await store.videos([Status.TRANSFERRING]) == []
+
+
+async def test_by_prefix_finds_asset_lesson_and_conversation_ids(harness: StoreHarness,
+                                                                 store: Store) -> None:
+    lesson = harness.add_lesson("P").id
+    dashed = "0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d"
+    aid = harness.add_asset(lesson, conversation_id=dashed, asset_id=f"abcdef01-{'0' * 4}-4000-"
+                            f"8000-{'0' * 12}", github_path=f"videos/{lesson}/v.mp4")
+    harness.advance(1)
+    twin = harness.add_asset(harness.add_lesson("Q").id, conversation_id="f" * 32,
+                             asset_id="abcdef02-0000-4000-8000-000000000000")
+    assert [a.id for a in await store.by_prefix("abcdef")] == [twin, aid]  # newest first
+    assert [a.id for a in await store.by_prefix("abcdef01")] == [aid]
+    assert [a.id for a in await store.by_prefix("abcdef010000")] == [aid]  # past a dash
+    assert [a.id for a in await store.by_prefix(lesson.replace("-", "")[:10])] == [aid]
+    assert [a.id for a in await store.by_prefix("0a1b2c3d4e5f")] == [aid]  # dashes ignored
+    assert [a.id for a in await store.by_prefix("0a1b2c3d4e5f4a6b8c7d8e9f0a1b2c3d")] == [aid]
+    assert [a.id for a in await store.by_prefix("abcdef", limit=1)] == [twin]
+    assert await store.by_prefix("0123abcd") == []
+    assert await store.by_prefix("%") == [] and await store.by_prefix("ab_d") == []
+
+
 # -- state, objects, doctor ----------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.postgres
 FUNCTIONS = ["videopoll_apply(jsonb,jsonb)",
              "videopoll_pending(integer,timestamptz,uuid,boolean)",
              "videopoll_transitions()",
-             "videopoll_retry(uuid[],boolean)",
+             "videopoll_retry(uuid[],boolean,jsonb)",
              "videopoll_save_upload(uuid,text,text,text,bigint,text)"]
 
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import NotFound, Refused, UsageError
-from ..model import Status
+from ..errors import UsageError
+from ..model import Cause, Service, Status, VideoAsset
 from ..reports import Generated, Retried
 from .options import DryRun, Json
 from .session import ALL, STORE, Session
@@ -59,7 +59,14 @@ def retry(
     dry_run: DryRun = False,
     json: Json = False,
 ) -> None:
-    """Put failed videos back to pending, keeping their error history (a redrive).
+    """Put failed videos back, each the way its failure calls for, keeping their error
+    history (a redrive).
+
+    A video whose agent failed (its own error, stuck, not found, no file on GitHub) gets a
+    new conversation on the same row, as `generate --force` would start one: this needs
+    OPENHANDS_API_KEY and VIDEOPOLL_GITHUB_REPO. A video whose transfer failed (the file
+    was there but could not be stored) goes back to generating and the next pass transfers
+    it again. --dry-run shows which, and why each failed, changing nothing.
 
     Examples:
 
@@ -67,20 +74,28 @@ def retry(
 
       videopoll retry 0b6c0a57-7c39-4e3a-9d38-0a1e2d3c4b5a
     """
+    from ..engine.redrive import Start, cause_of, failed_rows, redrive
+
     if (asset is None) == (not failed):
         raise UsageError("give either an asset id or --failed")
     wanted = None if asset is None else asset_id(asset)
     session = Session.start(json=json)
+    settings = session.settings
 
     async def work(rt: Runtime) -> Retried:
-        if wanted is not None:
-            row = await rt.store.get(wanted)
-            if row is None:
-                raise NotFound(f"asset not found: {wanted}")
-            if row.status is not Status.FAILED:
-                raise Refused(f"asset {wanted} is {row.status}, not failed: nothing to retry")
-        rows = await rt.store.retry(None if wanted is None else [wanted], dry_run=dry_run)
-        return Retried(rows, dry_run)
+        from ..engine.generate import load_template, start_again
+
+        rows = await failed_rows(rt.store, wanted)
+        start: Start | None = None
+        if not dry_run and any(cause_of(row) is Cause.AGENT for row in rows):
+            # Everything a new conversation needs, checked before any row changes.
+            settings.require(Service.OPENHANDS, Service.GITHUB)
+            load_template(settings.prompt_file)
+
+            async def start(row: VideoAsset) -> VideoAsset:
+                return await start_again(rt.store, rt.agent, settings, row)
+        done = await redrive(rt.store, rows, dry_run=dry_run, start=start)
+        return Retried([(d.row, d.reason, d.cause) for d in done], dry_run)
 
     session.out.emit(session.run(STORE, work))
 

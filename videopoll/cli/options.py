@@ -28,3 +28,6 @@ LogFormat = Annotated[LogStyle | None, typer.Option(
          "or JSON Lines.")]
 Lock = Annotated[Path | None, typer.Option(
     "--lock", help="Skip the pass (exit 0) while another run holds this lock file.")]
+Strict = Annotated[bool, typer.Option(
+    "--strict", "--exit-status",
+    help="Exit 1 when any video failed (as gh's --exit-status), not only on errors.")]

@@ -13,7 +13,7 @@ from ..ui import github_actions
 from ..ui.console import Output
 from ..ui.records import PassLog
 from ..ui.render import summary_line
-from .options import DryRun, Json, Limit, Lock, LogFormat
+from .options import DryRun, Json, Limit, Lock, LogFormat, Strict
 from .session import ALL, Session, finish
 
 if TYPE_CHECKING:
@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 def poll(
     limit: Limit = None,
     dry_run: DryRun = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any video failed.")
-                      ] = False,
+    strict: Strict = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="For cron: print only one line per stored or failed video (none "
                               "with --log-format: the records carry them).")] = False,

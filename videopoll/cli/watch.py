@@ -15,7 +15,7 @@ from ..ui.console import Output
 from ..ui.progress import TransferBars, make_progress
 from ..ui.records import PassLog
 from ..ui.render import items_table, summary_line, summary_table
-from .options import Json, Limit, LogFormat, duration
+from .options import Json, Limit, LogFormat, Strict, duration
 from .poll import report_pass
 from .session import ALL, Session, finish
 
@@ -33,35 +33,38 @@ def watch(
         "--timeout", parser=duration, metavar="DURATION",
         help="Give up after this long, e.g. 600 or 10m (exit 1).")] = None,
     limit: Limit = None,
+    strict: Strict = False,
     log_format: LogFormat = None,
     json: Json = False,
 ) -> None:
     """Run passes until Ctrl+C, until nothing is pending (--until-done) or --timeout.
 
     On a terminal a live table shows each video; with --json one summary per pass is
-    printed as a JSON line; otherwise one plain line per pass.
+    printed as a JSON line; otherwise one plain line per pass. Exits 1 when the last pass
+    met errors, on --timeout, and (--strict) when any video failed during the run.
 
     Examples:
 
       videopoll watch --interval 10 --until-done
 
-      videopoll watch --until-done --timeout 30m --json
+      videopoll watch --until-done --strict --timeout 30m --json
     """
     session = Session.start(json=json, log_format=log_format, interval=interval)
     log = PassLog(log_format, scrub=session.out.scrub)
     finish(session.run(ALL, lambda rt: watch_view(
         rt, session.out, interval=session.settings.interval, until_done=until_done,
-        timeout=timeout, limit=limit, log=log)))
+        timeout=timeout, limit=limit, log=log, strict=strict)))
 
 
 async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: bool,
                      timeout: float | None, limit: int | None,
                      collect: list[PassSummary] | None = None,
-                     log: PassLog | None = None) -> int:
+                     log: PassLog | None = None, strict: bool = False) -> int:
     """Run the engine's watch loop, rendering each pass; returns the exit code.
     Every pass's summary is appended to `collect` when given."""
     log = log or PassLog(None, scrub=out.scrub)
     last: list[PassSummary] = []
+    failed = 0  # videos failed over the whole run, for --strict
     live = Live(console=out.out, auto_refresh=False, transient=False) \
         if out.live and not out.json_mode else None
     bars = None
@@ -76,7 +79,9 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
         return Group(*parts, bars.progress)
 
     def on_pass(summary: PassSummary) -> None:
+        nonlocal failed
         last[:] = [summary]
+        failed += summary.failed
         if collect is not None:
             collect.append(summary)
         report_pass(summary, out, log)
@@ -100,5 +105,8 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
             live.stop()
     if not finished:
         out.say(f"timed out after {timeout:g}s with videos still pending")
+        return 1
+    if strict and failed:
+        out.say(f"{failed} video(s) failed during this run (--strict)")
         return 1
     return 1 if last and last[0].errors else 0

@@ -138,6 +138,18 @@ async def generate(store: VideoStore, agent: AgentAPI, settings: Settings, lesso
     return await _start(store, agent, settings, template, lesson, row)
 
 
+async def start_again(store: VideoStore, agent: AgentAPI, settings: Settings, row: VideoAsset
+                      ) -> VideoAsset:
+    """`retry` of an agent failure: start the conversation of a row the store has just put
+    back in starting under a new conversation id (engine.redrive), with generate's prompt."""
+    lesson = await store.lesson(row.lesson_id)
+    if lesson is None:
+        await store.mark_failed(row.id, "lesson not found")
+        raise NotFound(f"lesson not found: {row.lesson_id}")
+    template = load_template(settings.prompt_file)
+    return await _start(store, agent, settings, template, lesson, row)
+
+
 async def _start(store: VideoStore, agent: AgentAPI, settings: Settings, template: str,
                  lesson: Lesson, row: VideoAsset, *, resumed: bool = False) -> VideoAsset:
     """Start the row's conversation and record its task. For a row an earlier run wrote,

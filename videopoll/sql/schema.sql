@@ -373,29 +373,33 @@ begin
   return coalesce(counted, 0);
 end $$;
 
--- An earlier version returned `setof lesson_assets`, which held the bookkeeping; a function's
--- result type cannot be replaced in place, so that one is dropped (once) and created anew.
+-- An earlier version returned `setof lesson_assets`, which held the bookkeeping, and one
+-- before `restart` took two arguments; a function's result type cannot be replaced in place,
+-- and another argument list would be a second function (PostgREST could not choose between
+-- them), so the old one is dropped (once) and created anew.
 do $$
 begin
-  if exists (select 1 from pg_proc
-              where oid = to_regprocedure('public.videopoll_retry(uuid[], boolean)')
-                and prorettype <> 'jsonb'::regtype) then
+  if to_regprocedure('public.videopoll_retry(uuid[], boolean)') is not null then
     drop function public.videopoll_retry(uuid[], boolean);
   end if;
 end $$;
 
-create or replace function public.videopoll_retry(ids uuid[] default null, dry_run boolean default false)
+create or replace function public.videopoll_retry(ids uuid[] default null, dry_run boolean default false,
+                                                  restart jsonb default null)
 returns setof jsonb
 language plpgsql volatile security invoker set search_path = public, pg_temp as $$
 #variable_conflict use_column
--- failed -> generating (starting when only a start task exists); the old error goes to
--- metadata.error_history and retried_at restarts VIDEOPOLL_MAX_GENERATION's clock. Each row
+-- failed -> generating (starting when only a start task exists); the old error (and its
+-- conversation) goes to metadata.error_history and retried_at restarts
+-- VIDEOPOLL_MAX_GENERATION's clock. A row named in `restart` (asset id -> new conversation id)
+-- starts over instead: starting, under that conversation id, with no start task. Each row
 -- comes back as the lesson_assets row with its bookkeeping under "videopoll_assets" (the shape
 -- of the REST embed); a dry run returns the rows as they would be, writing nothing.
 declare
   a public.lesson_assets;
   next_status text;
   next_metadata jsonb;
+  next_conversation text;
   lessons uuid[] := '{}';
 begin
   -- The lock re-checks `status = 'failed'` against a racing writer's row, so two retries
@@ -414,20 +418,29 @@ begin
     -- The newest failed video of a lesson comes back; an older one of the same lesson stays.
     continue when a.lesson_id = any (lessons);
     lessons := lessons || a.lesson_id;
-    next_status := case when a.conversation_id is null and a.start_task_id is not null
+    next_conversation := videopoll_retry.restart ->> a.id::text;
+    next_status := case when next_conversation is not null then 'starting'
+                        when a.conversation_id is null and a.start_task_id is not null
                         then 'starting' else 'generating' end;
     next_metadata := jsonb_set(coalesce(a.metadata, '{}'::jsonb), '{error_history}',
                                coalesce(a.metadata -> 'error_history', '[]'::jsonb)
-                                 || jsonb_build_array(jsonb_build_object('at', videopoll_now(),
-                                                                         'error', a.error)));
+                                 || jsonb_build_array(jsonb_build_object(
+                                      'at', videopoll_now(), 'error', a.error,
+                                      'conversation_id', a.conversation_id)));
     if videopoll_retry.dry_run then
       a.status := next_status;
       a.metadata := next_metadata;
       a.error := null;
       a.finished_at := null;
+      if next_conversation is not null then
+        a.conversation_id := next_conversation;
+        a.start_task_id := null;
+      end if;
     else
       update public.lesson_assets t
-         set status = next_status, metadata = next_metadata, error = null, finished_at = null
+         set status = next_status, metadata = next_metadata, error = null, finished_at = null,
+             conversation_id = coalesce(next_conversation, t.conversation_id),
+             start_task_id = case when next_conversation is null then t.start_task_id end
        where t.id = a.id
       returning * into a;
       insert into public.videopoll_assets as v (asset_id, retried_at)

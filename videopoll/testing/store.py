@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import ConfigError, ContentMismatch, RequestRejected
-from ..model import PENDING, TERMINAL, Lesson, Service, Status, VideoAsset
+from ..model import HEX, PENDING, TERMINAL, Lesson, Service, Status, VideoAsset
 from ..services.local.schema import check_key, ts
 from ..states import METHODS, Change, Event, Guard, Transitions, effects, transition
 from .faults import Recorder, recorded
@@ -88,6 +88,25 @@ class InMemoryStore(Recorder, Transitions):
         return row.asset() if row is not None and row.kind == "video" else None
 
     @recorded
+    async def videos(self, statuses: Collection[Status] | None = None,
+                     limit: int | None = None) -> list[VideoAsset]:
+        found = [r.asset() for r in reversed(self._videos())
+                 if statuses is None or r.status in statuses]
+        return found if limit is None else found[:max(limit, 0)]
+
+    @recorded
+    async def by_prefix(self, prefix: str, limit: int = 10) -> list[VideoAsset]:
+        if not HEX.fullmatch(prefix):
+            return []
+        def bare(value: str | None) -> str:
+            return (value or "").replace("-", "").lower()
+
+        found = [r.asset() for r in reversed(self._videos())
+                 if any(bare(v).startswith(prefix)
+                        for v in (r.id, r.lesson_id, r.conversation_id))]
+        return found[:max(limit, 0)]
+
+    @recorded
     async def by_conversation(self, conversation_id: str) -> list[VideoAsset]:
         return [r.asset() for r in self._videos() if r.conversation_id == conversation_id]
 
@@ -143,9 +162,10 @@ class InMemoryStore(Recorder, Transitions):
         return row.mismatches
 
     @recorded
-    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False
-                    ) -> list[VideoAsset]:
+    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False,
+                    restart: Mapping[str, str] | None = None) -> list[VideoAsset]:
         now = self._clock()
+        restart = restart or {}
         changed: list[VideoAsset] = []
         lessons: set[str] = set()  # newest first: one failed video per lesson comes back
         for row in reversed(self._videos()):
@@ -160,9 +180,14 @@ class InMemoryStore(Recorder, Transitions):
             meta = json.loads(json.dumps(row.metadata))
             history = meta.setdefault("error_history", [])
             if isinstance(history, list):  # as SQL's json_insert: leave a non-array alone
-                history.append({"at": ts(now), "error": row.error})
+                history.append({"at": ts(now), "error": row.error,
+                                "conversation_id": row.conversation_id})
             only_task = row.conversation_id is None and row.start_task_id is not None
-            new = replace(row, status=Status.STARTING if only_task else Status.GENERATING,
+            again = row.id in restart  # a new conversation: starting, no start task yet
+            new = replace(row, status=Status.STARTING if only_task or again
+                          else Status.GENERATING,
+                          conversation_id=restart[row.id] if again else row.conversation_id,
+                          start_task_id=None if again else row.start_task_id,
                           metadata=meta, error=None, mismatches=0, claimed_by=None,
                           claimed_until=None, finished_at=None, retried_at=now, updated_at=now)
             if not dry_run:

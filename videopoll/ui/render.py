@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from functools import singledispatch
 from typing import Any
@@ -15,7 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..model import Action, PassSummary, Status, VideoAsset, iso
+from ..model import Action, Cause, PassSummary, Status, VideoAsset, iso
 from ..reports import (
     DemoResult,
     DoctorReport,
@@ -113,17 +114,35 @@ def age(now: datetime, then: datetime) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def rows_table(rows: list[VideoAsset], *, now: datetime, title: str) -> Table:
+def rows_table(rows: list[VideoAsset], *, now: datetime, title: str,
+               causes: Mapping[str, Cause] | None = None) -> Table:
+    """The rows; with `causes` (the listings that hold failed rows, newest first) ids are cut
+    to the 8 characters `status` accepts, and a column says why each failed one failed and
+    what `retry` would do about it."""
     table = Table(title=f"{len(rows)} {title}", title_justify="left")
-    for column in ("asset", "lesson", "status", "conversation", "age", "attempts", "error"):
+    columns = ["asset", "lesson", "status", "conversation", "age", "attempts", "error"]
+    for column in columns + (["cause → retry"] if causes is not None else []):
         table.add_column(column, overflow="fold")
+    short = causes is not None
+
+    def cut(text: str) -> str:
+        return text[:8] if short else text
+
     for row in rows:
-        table.add_row(row.id, row.lesson_id,
-                      Text(str(row.status), style=STATE_STYLE.get(row.status, "")),
-                      row.conversation_id or (f"task {row.start_task_id}" if row.start_task_id
-                                              else "-"),
-                      age(now, row.created_at), str(row.attempts), row.error or "")
+        cells: list[RenderableType] = [
+            cut(row.id), cut(row.lesson_id),
+            Text(str(row.status), style=STATE_STYLE.get(row.status, "")),
+            cut(row.conversation_id) if row.conversation_id else
+            (f"task {cut(row.start_task_id)}" if row.start_task_id else "-"),
+            age(now, row.created_at), str(row.attempts), row.error or ""]
+        if causes is not None:
+            cause = causes.get(row.id)
+            cells.append(f"{cause} → {RETRY_SHORT[cause]}" if cause else "")
+        table.add_row(*cells)
     return table
+
+
+RETRY_SHORT = {Cause.AGENT: "new conversation", Cause.TRANSFER: "transfer again"}
 
 
 # -- every result, for people ---------------------------------------------------------------
@@ -144,13 +163,14 @@ def _(summary: PassSummary) -> RenderableType:
 
 @view.register
 def _(listed: RowList) -> RenderableType:
-    return rows_table(listed.rows, now=listed.now, title=listed.title)
+    return rows_table(listed.rows, now=listed.now, title=listed.title, causes=listed.causes)
 
 
 @view.register
 def _(report: StatusReport) -> RenderableType:
-    table = Table(title=f"conversation {report.conversation_id}", show_header=False,
-                  title_justify="left")
+    title = f"conversation {report.conversation_id}" if report.conversation_id else \
+        f"asset {report.assets[0].id if report.assets else '?'} (no conversation yet)"
+    table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     agent = report.agent
@@ -187,7 +207,16 @@ def _(made: Generated) -> RenderableType:
 def _(retried: Retried) -> RenderableType:
     verb = "would retry" if retried.dry_run else "retried"
     lines = [f"{verb} {len(retried.rows)} video(s)"]
-    lines += [f"  {row.id} -> {row.status}" for row in retried.rows]
+    for row, error, cause in retried.rows:
+        failed = f"failed: {error or 'no reason recorded'}"
+        if retried.dry_run:
+            lines.append(f"  {row.id} {failed}\n    -> would {cause.redrive}")
+        elif cause is Cause.AGENT:
+            lines.append(f"  {row.id} {failed}\n    -> {row.status}: new conversation "
+                         f"{row.conversation_id}")
+        else:
+            lines.append(f"  {row.id} {failed}\n    -> {row.status}: the next pass transfers "
+                         "it again")
     return Text("\n".join(lines))
 
 

@@ -91,11 +91,18 @@ ASSET_COLUMNS = (
 # `retry`'s change to lesson_assets, minus its row filter. SET expressions read the old row,
 # so the `error` archived into metadata.error_history is the one being cleared.
 # (A lesson that has another open video keeps its failed one: one open video per lesson.)
+# A row named in :restart (a JSON object, asset id -> new conversation id) starts over under
+# that conversation, with no start task.
+_RESTART = "json_extract(:restart, '$.\"' || id || '\"')"
 RETRY_SQL = f"""update lesson_assets set
-    status = case when conversation_id is null and start_task_id is not null
+    status = case when {_RESTART} is not null then 'starting'
+                  when conversation_id is null and start_task_id is not null
                   then 'starting' else 'generating' end,
     metadata = json_insert(json_insert(metadata, '$.error_history', json('[]')),
-                           '$.error_history[#]', json_object('at', :now, 'error', error)),
+                           '$.error_history[#]', json_object('at', :now, 'error', error,
+                                                             'conversation_id', conversation_id)),
+    conversation_id = coalesce({_RESTART}, conversation_id),
+    start_task_id = case when {_RESTART} is not null then null else start_task_id end,
     error = null, finished_at = null, updated_at = :now
     where kind = 'video' and status = 'failed'
       and not exists (select 1 from lesson_assets o where o.lesson_id = lesson_assets.lesson_id

@@ -17,13 +17,13 @@ import os
 import sqlite3
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ...errors import ConfigError, ContentMismatch, RequestRejected
-from ...model import Lesson, Service, VideoAsset
+from ...model import HEX, Lesson, Service, Status, VideoAsset
 from ...states import Change, Event, Guard, Transitions, effects, transition
 from .schema import (
     ASSET_COLUMNS,
@@ -156,6 +156,29 @@ class LocalStore(Transitions):
         found = self._select("a.id = :id", {"id": asset_id})
         return found[0] if found else None
 
+    async def videos(self, statuses: Collection[Status] | None = None,
+                     limit: int | None = None) -> list[VideoAsset]:
+        where = "1" if statuses is None else \
+            "a.status in (select value from json_each(:statuses))"
+        params = {"statuses": json.dumps([str(s) for s in statuses or ()]),
+                  "limit": -1 if limit is None else max(limit, 0)}
+        rows = self._read(f"select {ASSET_COLUMNS} from {ASSETS_FROM} where a.kind = 'video' "
+                          f"and ({where}) order by a.created_at desc, a.id desc limit :limit",
+                          params)
+        return [to_asset(row) for row in rows]
+
+    async def by_prefix(self, prefix: str, limit: int = 10) -> list[VideoAsset]:
+        if not HEX.fullmatch(prefix):
+            return []
+        # Ids are compared without dashes, in lower case: a prefix is hex digits only.
+        rows = self._read(
+            f"select {ASSET_COLUMNS} from {ASSETS_FROM} where a.kind = 'video' and ("
+            + " or ".join(f"replace(lower({c}), '-', '') like :p || '%'"
+                          for c in ("a.id", "a.lesson_id", "a.conversation_id"))
+            + ") order by a.created_at desc, a.id desc limit :limit",
+            {"p": prefix, "limit": max(limit, 0)})
+        return [to_asset(row) for row in rows]
+
     async def by_conversation(self, conversation_id: str) -> list[VideoAsset]:
         return self._select("conversation_id = :c", {"c": conversation_id})
 
@@ -210,12 +233,13 @@ class LocalStore(Transitions):
                             create=True, error=error)
         return int(rows[0]["mismatches"]) if rows else 0
 
-    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False
-                    ) -> list[VideoAsset]:
+    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False,
+                    restart: Mapping[str, str] | None = None) -> list[VideoAsset]:
         if asset_ids is not None and not asset_ids:
             return []
         chosen = "" if asset_ids is None else "and id in (select value from json_each(:ids))"
-        params = {"now": ts(self._clock()), "ids": json.dumps(list(asset_ids or []))}
+        params = {"now": ts(self._clock()), "ids": json.dumps(list(asset_ids or [])),
+                  "restart": json.dumps(dict(restart or {}))}
 
         def work(db: sqlite3.Connection) -> list[sqlite3.Row]:
             # Newest first, one row at a time: RETRY_SQL leaves a failed row alone once its

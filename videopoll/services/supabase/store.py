@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from ...errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
-from ...model import Lesson, Service, Status, VideoAsset
+from ...model import HEX, Lesson, Service, Status, VideoAsset
 from ...states import Change, Transitions
 from ..local.schema import disk
 from ..retry import idempotent
@@ -202,6 +202,45 @@ class SupabaseStore(Transitions):
         rows = await self._rows("read row", self._assets().eq("id", asset_id).limit(1))
         return asset_row(rows[0]) if rows else None
 
+    async def videos(self, statuses: Collection[Status] | None = None,
+                     limit: int | None = None) -> list[VideoAsset]:
+        """Newest first, page by page (as `pending`, the other way round)."""
+        found: list[VideoAsset] = []
+        after: VideoAsset | None = None
+        while limit is None or len(found) < limit:
+            want = PAGE if limit is None else min(PAGE, limit - len(found))
+            query = self._assets()
+            if statuses is not None:
+                query = query.in_("status", [str(s) for s in statuses])
+            query = query.order("created_at", desc=True).order("id", desc=True).limit(want)
+            if after is not None:
+                stamp = after.created_at.isoformat()
+                query = query.or_(f'created_at.lt."{stamp}",and(created_at.eq."{stamp}",'
+                                  f"id.lt.{after.id})")
+            page = [asset_row(r) for r in await self._rows("video rows", query)]
+            found += page
+            if len(page) < want or not page:
+                break
+            after = page[-1]
+        return found
+
+    async def by_prefix(self, prefix: str, limit: int = 10) -> list[VideoAsset]:
+        """uuid columns have no `like`: a prefix is the range of ids between it padded with
+        0s and with fs; conversation ids are text, stored with or without dashes."""
+        if not HEX.fullmatch(prefix) or len(prefix) > 32:
+            return []
+
+        def dashed(hex_: str) -> str:
+            return "-".join(hex_[a:b] for a, b in ((0, 8), (8, 12), (12, 16), (16, 20),
+                                                   (20, 32)) if hex_[a:b])
+
+        low, high = dashed(prefix.ljust(32, "0")), dashed(prefix.ljust(32, "f"))
+        either = [f"and({c}.gte.{low},{c}.lte.{high})" for c in ("id", "lesson_id")]
+        either += [f"conversation_id.ilike.{p}*" for p in sorted({prefix, dashed(prefix)})]
+        query = (self._assets().or_(",".join(either)).order("created_at", desc=True)
+                 .order("id", desc=True).limit(max(limit, 0)))
+        return [asset_row(r) for r in await self._rows("rows by id prefix", query)]
+
     async def by_conversation(self, conversation_id: str) -> list[VideoAsset]:
         forms = {conversation_id}
         if len(conversation_id) == 32:  # OpenHands ids are stored with or without dashes
@@ -238,12 +277,15 @@ class SupabaseStore(Transitions):
                                 service=Service.STORE)
         return count
 
-    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False
-                    ) -> list[VideoAsset]:
+    async def retry(self, asset_ids: Sequence[str] | None, *, dry_run: bool = False,
+                    restart: Mapping[str, str] | None = None) -> list[VideoAsset]:
         ids = None if asset_ids is None else [a for a in asset_ids if valid_uuid(a)]
         if ids is not None and not ids:
             return []
-        rows = await self._rpc("videopoll_retry", ids=ids, dry_run=dry_run)
+        # `restart` only when there is one: a retry of transfers still runs on a migration
+        # from before the argument existed.
+        again = {"restart": dict(restart)} if restart else {}
+        rows = await self._rpc("videopoll_retry", ids=ids, dry_run=dry_run, **again)
         if not isinstance(rows, list):
             raise ProtocolError("store: videopoll_retry: expected a JSON array",
                                 service=Service.STORE)
