@@ -237,6 +237,10 @@ class PassSummary:
     items: list[Item] = field(default_factory=list)
     errors: list[PassError] = field(default_factory=list)
     found: int = 0
+    # Rows not asked about this pass (the agent's rate budget is spent): they are first in
+    # line next time; `unchecked_why` says why.
+    unchecked: int = 0
+    unchecked_why: str | None = None
     duration_ms: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
@@ -265,6 +269,7 @@ class PassSummary:
         out |= {
             "timestamp": iso(self.timestamp),
             "errors": [e.to_json() for e in self.errors],
+            **({"uncheckedWhy": self.unchecked_why} if self.unchecked_why else {}),
             "durationMs": self.duration_ms,
             "calls": dict(self.calls),
             "items": [i.to_json() for i in self.items],
@@ -280,5 +285,6 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("found", "found", lambda s: s.found),
     Counter("processed", "processed", lambda s: s.processed),
     Counter("failed", "failed", lambda s: s.failed),
+    Counter("unchecked", "unchecked", lambda s: s.unchecked),
     Counter("errors", "errors", lambda s: len(s.errors), in_json=False),
 )

@@ -24,3 +24,6 @@ class EngineConfig:
     # On the way out (Ctrl+C, SIGTERM, refused credentials) this pass's claims are handed
     # back in one request, bounded so that an exit never hangs on an unreachable store.
     hand_back_timeout: float = 5.0
+    # Agent requests a pass leaves unspent for its follow-ups (start tasks, error reasons,
+    # events pages) when the rate budget decides how many rows it asks about.
+    agent_reserve: int = 10

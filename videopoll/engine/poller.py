@@ -53,6 +53,14 @@ def _id(row: VideoAsset) -> str:
     return _normalise(row.conversation_id or "") or ""
 
 
+def _place(row: VideoAsset) -> tuple[str, str]:
+    """A row's place in the round the budget's rotation makes (the pending order)."""
+    return (row.created_at.isoformat(), row.id)
+
+
+ROTATION = "openhands:rotation"  # state cache key: where the budget's rotation stopped
+
+
 NOBODY_KNOWN = ("OpenHands knows none of the {n} pending {what}: nothing was failed. The key "
                 "may belong to another account, or OPENHANDS_BASE_URL points at another server")
 
@@ -139,6 +147,7 @@ class Poller:
         running = [r for r in rows if r.conversation_id and r not in starting]
         decisions: list[tuple[VideoAsset, Callable[[], Awaitable[VideoAsset | None]]]] = []
         asked = [r for r in running if self._screen(run, r, decisions)]
+        asked = await self._within_budget(run, asked, bool(starting))
         tasks, states = await self._ask(run, starting, asked)
         if tasks is not None and not await self._nobody_known(
                 run, starting, [tasks.get(r.start_task_id or "") for r in starting],
@@ -174,6 +183,35 @@ class Poller:
                 await asyncio.gather(listing, return_exceptions=True)
             raise
         return listing
+
+    async def _within_budget(self, run: Pass, rows: list[VideoAsset], starting: bool
+                             ) -> list[VideoAsset]:
+        """The rows this pass can ask about without waiting for the agent's rate budget
+        (OpenHands Cloud: 100 requests a minute): when that is not all of them, those least
+        recently asked about, by a cursor kept in the state cache that goes round the pending
+        rows in their order; the rest are counted as unchecked and come first next pass."""
+        budget = self.agent.budget()
+        per = max(1, self.agent.ids_per_request)
+        if budget is None or not rows:
+            return rows
+        # Keep some for what a pass asks besides the batches: the start tasks' progress, a
+        # few error reasons and events pages.
+        spare = budget - (1 if starting else 0) - min(budget // 10, self.config.agent_reserve)
+        take = max(0, spare) * per
+        if take >= len(rows):
+            return rows
+        order = sorted(rows, key=_place)
+        saved = await self.store.get_state(ROTATION) or {}
+        after = tuple(saved.get("after") or ())
+        start = next((i for i, r in enumerate(order) if _place(r) > after), 0) if after else 0
+        chosen = (order[start:] + order[:start])[:take]
+        if chosen and not run.dry_run:
+            await self.store.set_state(ROTATION, {"after": list(_place(chosen[-1]))})
+        run.summary.unchecked = len(rows) - len(chosen)
+        run.summary.unchecked_why = (
+            f"OpenHands rate budget: {budget} request(s) left this minute, {per} ids each; "
+            "the rows asked about least recently go first next pass")
+        return chosen
 
     def _screen(self, run: Pass, row: VideoAsset,
                 decisions: list[tuple[VideoAsset, Callable[[], Awaitable[VideoAsset | None]]]]
@@ -434,7 +472,8 @@ class Poller:
                 on_pass(summary)
             # Nothing pending, as far as a pass that could read the rows can tell.
             looked = summary.checked > 0 or not summary.errors
-            if until_done and summary.still_generating == 0 and looked:
+            if until_done and summary.still_generating == 0 and not summary.unchecked \
+                    and looked:
                 return True
             if stop is not None and stop.is_set():
                 return True
