@@ -66,6 +66,7 @@ def pass_over(world: World, results: Results, n: int, repeats: int) -> None:
     t_vp, t_base = median("videopoll", "seconds"), median("baseline", "seconds")
     results.pass_times[n] = (t_vp, t_base)
     results.pass_runs[n] = (vp.requests, base.requests)
+    results.pass_walls[n] = (median("videopoll", "wall"), median("baseline", "wall"))
     label = f"pass N={n}"
     batches = -(-n // 99)
     reasons = vp.requests["openhands"] - batches
@@ -86,18 +87,39 @@ def pass_over(world: World, results: Results, n: int, repeats: int) -> None:
              if world.store == "supabase" else "local store: no requests"))
 
 
+# Issue 14's targets: wall time of the pass against the per-row baseline (at N=10 the whole
+# process, start-up included: what a cron line costs), and never more store requests.
+SPEED_GOALS = {10: 1.5, 100: 8.0, 1000: 40.0}
+STORE_CAP = {1000: 60}
+
+
 def pass_targets(results: Results) -> None:
+    for n in sorted(results.pass_times):
+        t_vp, t_base = results.pass_times[n]
+        vp, base = results.pass_runs[n]
+        goal = SPEED_GOALS.get(n)
+        if goal is not None and n <= 10:
+            w_vp, w_base = results.pass_walls[n]
+            results.targets.append(Target(
+                f"pass at N={n}: process wall vs baseline", f"≥ {goal:g}× faster",
+                f"{w_base / w_vp:.2f}× ({w_vp:.2f} s vs {w_base:.2f} s)", w_base / w_vp >= goal))
+        elif goal is not None:
+            results.targets.append(Target(
+                f"pass at N={n}: speed-up", f"≥ {goal:g}× faster than the baseline",
+                f"{t_base / t_vp:.1f}× ({t_vp:.2f} s vs {t_base:.2f} s)", t_base / t_vp >= goal))
+        ours, theirs = (vp["storage"] + vp["rest"]), (base["storage"] + base["rest"])
+        cap = STORE_CAP.get(n)
+        results.targets.append(Target(
+            f"pass at N={n}: store requests (REST + Storage)",
+            "≤ the baseline's" + (f" and ≤ {cap}" if cap else ""),
+            f"{ours} vs {theirs}", ours <= theirs and (cap is None or ours <= cap)))
     n = max(results.pass_times)
-    t_vp, t_base = results.pass_times[n]
     asked = results.pass_runs[n][0]["openhands"]
     batches = -(-n // 99)
     results.targets.append(Target(
-        f"pass at N={n}: speed-up", "≥ 25× faster than the baseline",
-        f"{t_base / t_vp:.1f}× ({t_vp:.2f} s vs {t_base:.2f} s)", t_base / t_vp >= 25))
-    results.targets.append(Target(
-        f"pass at N={n}: OpenHands requests", "≤ 11",
+        f"pass at N={n}: OpenHands requests", f"≤ {batches}",
         f"{asked} = {batches} state batches + {asked - batches} error-reason lookups",
-        asked <= 11, "the batches alone meet it; each newly failed row costs one events "
+        asked <= batches, "the batches alone meet it; each newly failed row costs one events "
         "request, once (DESIGN 8.1: the reason is its newest error event)"))
 
 

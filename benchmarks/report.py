@@ -56,6 +56,7 @@ class Results:
     targets: list[Target] = field(default_factory=list)
     pass_times: dict[int, tuple[float, float]] = field(default_factory=dict)
     pass_runs: dict[int, tuple[dict[str, int], dict[str, int]]] = field(default_factory=dict)
+    pass_walls: dict[int, tuple[float, float]] = field(default_factory=dict)
     transfer: dict[tuple[int, str], dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)  # traces and such, for the analysis

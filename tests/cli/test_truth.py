@@ -290,12 +290,27 @@ def test_the_systemd_timer_persists_a_calendar_schedule() -> None:
         assert done.returncode == 0, done.stderr
 
 
-def test_the_actions_example_installs_a_pinned_videopoll_from_a_known_place() -> None:
+@pytest.mark.parametrize("name", ["poll-videos.yml", "poll-on-push.yml"])
+def test_the_actions_example_installs_a_pinned_videopoll_from_a_known_place(name: str) -> None:
     """No guessed repository URL, no unpinned install: videopoll comes from a checked-out
     path at a pinned commit."""
-    workflow = (ROOT / "examples" / "github-actions" / "poll-videos.yml").read_text()
+    workflow = (ROOT / "examples" / "github-actions" / name).read_text()
     assert "git+https://github.com/${{" not in workflow
     installs = [line.strip() for line in workflow.splitlines()
                 if "pip install" in line and not line.strip().startswith("#")]
     assert installs and all("./" in line for line in installs), installs
     assert "submodules: true" in workflow
+
+
+def test_the_on_push_example_runs_one_pass_when_videos_are_pushed() -> None:
+    """The artifacts repository's workflow: a push under the videos folder (the default
+    VIDEOPOLL_GITHUB_DIR) runs one `videopoll poll` on the branch pushed to; the README's
+    schedule section names it."""
+    workflow = (ROOT / "examples" / "github-actions" / "poll-on-push.yml").read_text()
+    on = workflow.split("\non:", 1)[1].split("\njobs:", 1)[0]
+    assert "push:" in on and 'paths: ["videos/**"]' in on and "schedule" not in on
+    runs = [line.strip() for line in workflow.splitlines()
+            if line.strip().startswith("run: videopoll")]
+    assert runs == ["run: videopoll poll --log-format json"]
+    assert "VIDEOPOLL_GITHUB_REF: ${{ github.ref_name }}" in workflow
+    assert "poll-on-push.yml" in (ROOT / "README.md").read_text()

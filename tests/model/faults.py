@@ -81,6 +81,7 @@ class Fired:
     asset_id: str | None
     effect: bool
     raised: BaseException
+    batch: tuple[str, ...] = ()  # `apply`: every row the batch's changes are about
 
 
 def asset_of(args: tuple[Any, ...]) -> str | None:
@@ -131,10 +132,10 @@ class Process:
                                                                    ("*", overall))), None)
 
     def fire(self, fault: Fault, method: str, asset_id: str | None, *, effect: bool,
-             stream: bool = False) -> BaseException:
+             stream: bool = False, batch: tuple[str, ...] = ()) -> BaseException:
         """The exception this fault raises (the caller raises it)."""
         exc = self._exception(fault, method, stream)
-        self.fired.append(Fired(fault, method, asset_id, effect, exc))
+        self.fired.append(Fired(fault, method, asset_id, effect, exc, batch))
         return exc
 
     def _exception(self, fault: Fault, method: str, stream: bool) -> BaseException:
@@ -159,13 +160,16 @@ class Process:
         self.alive(method)
         fault = self.next_fault(method)
         row = asset_of(args)
+        # A batch of row changes (a pass's decisions, or ready marks): a lost answer is about
+        # every row in it.
+        batch = tuple(c.asset_id for c in args[0]) if method == "apply" and args else ()
         if fault is not None and method == "put" and fault.when == "mid":
             args = (*args[:2], self._upload(args[2], fault, row), *args[3:])
         elif fault is not None and (fault.when != "after" or fault.kind == "rate_limited"):
             raise self.fire(fault, method, row, effect=False)
         result = await fn(*args, **kwargs)
         if fault is not None and fault.when == "after" and fault.kind != "rate_limited":
-            raise self.fire(fault, method, row, effect=True)
+            raise self.fire(fault, method, row, effect=True, batch=batch)
         self.results.append((method, args, result))
         await self.pause()
         self.alive(method)  # the answer arrived in a process killed meanwhile

@@ -496,6 +496,7 @@ class VideopollModel(RuleBasedStateMachine):
         excused: set[str] = set()
         for o in outcomes:
             excused |= {f.asset_id for f in o.process.fired if f.effect and f.asset_id}
+            excused |= {a for f in o.process.fired if f.effect for a in f.batch}
             if o.killed or o.error is not None:
                 excused |= o.touched()
         stored: Counter[str] = Counter()
