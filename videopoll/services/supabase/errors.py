@@ -86,8 +86,25 @@ def rest_failure(code: str, raw_message: object, what: str) -> VideopollError:
 
 
 def storage_error(exc: StorageApiError, what: str, bucket: str) -> VideopollError:
+    """A Storage error from storage3 as videopoll's exception."""
+    return storage_failure(str(exc.status), str(exc.code), exc.message, what, bucket)
+
+
+def storage_answer(status: int, body: Any, text: str, what: str, bucket: str
+                   ) -> VideopollError:
+    """A Storage answer of HTTP `status` >= 400 (its JSON `body`, or None), read the way
+    storage3 reads it: the body's statusCode, error and message, else the HTTP status."""
+    if isinstance(body, dict):
+        return storage_failure(str(body.get("statusCode") or status),
+                               str(body.get("error") or ""), body.get("message") or text,
+                               what, bucket)
+    return storage_failure(str(status), "", text, what, bucket)
+
+
+def storage_failure(status: str, code: str, raw_message: object, what: str, bucket: str
+                    ) -> VideopollError:
     """A Storage error as videopoll's exception (a missing bucket is a configuration error)."""
-    status, code, message = str(exc.status), str(exc.code), _short(exc.message)
+    message = _short(raw_message)
     text = f"store: {what}: {message} (status {status})"
     if status == "404" and (code == "Bucket not found" or "Bucket not found" in message):
         return ConfigError(f"storage bucket {bucket!r} does not exist",

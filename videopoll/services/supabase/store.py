@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,12 +26,11 @@ import httpx
 from ...errors import ConfigError, ContentMismatch, ProtocolError, VideopollError
 from ...model import HEX, Lesson, Service, Status, VideoAsset
 from ...states import Change, Transitions
-from ..local.schema import disk
 from ..retry import idempotent
 from ..translate import transport_error
 from . import tus
 from .checks import key_role, run_checks
-from .errors import MIGRATION_HINT, rest_error, rpc_error, storage_error
+from .errors import MIGRATION_HINT, rest_error, rpc_error, storage_answer, storage_error
 from .rows import BOOKKEEPING, COLUMNS, asset_row, check_key, valid_uuid
 
 if TYPE_CHECKING:
@@ -362,24 +360,31 @@ class SupabaseStore(Transitions):
 
     async def _put_small(self, key: str, chunks: AsyncIterator[bytes], size: int,
                          content_type: str) -> None:
-        """Spool the verified bytes to an anonymous temp file (gone with the process, even
-        a killed one), then let storage3 stream it through a reader of the same file."""
-        with disk("spooling the upload"), tempfile.TemporaryFile(prefix="videopoll-") as spool:
-            written = 0
-            async for piece in chunks:
-                written += len(piece)
-                if written > size:
-                    break
-                spool.write(piece)
-            if written != size:
-                raise ContentMismatch(f"{key}: got {written} bytes, expected {size}")
-            spool.flush()
-            # storage3 streams a BufferedReader (anything else it takes for a path).
-            with open(spool.fileno(), "rb", closefd=False) as reader:
-                reader.seek(0)
-                bucket = self._storage.from_(self.bucket)
-                await self._call("upload", bucket.upload(key, reader, {
-                    "content-type": content_type, "upsert": "true", "cache-control": "3600"}))
+        """At most one TUS chunk (6 MiB): the verified bytes in memory, then one standard
+        upload (an upsert to the fixed key, so the retry policy may send it again whole).
+        Raw httpx rather than storage3: a pass that only uploads small videos never loads
+        storage3 or postgrest (start-up, issue 14)."""
+        body = bytearray()
+        async for piece in chunks:
+            body += piece
+            if len(body) > size:
+                break
+        if len(body) != size:
+            raise ContentMismatch(f"{key}: got {len(body)} bytes, expected {size}")
+        url = f"{self.url}/storage/v1/object/{self.bucket}/{key}"
+        try:
+            response = await self._http.post(url, content=bytes(body), headers={
+                **self._auth, "Content-Type": content_type, "x-upsert": "true",
+                "cache-control": "max-age=3600"})
+        except httpx.RequestError as exc:
+            raise transport_error(exc, Service.STORE, self.url) from exc
+        if response.status_code >= 400:
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            raise storage_answer(response.status_code, answer, response.text, "upload",
+                                 self.bucket)
 
     async def _saved_upload(self, asset_id: str) -> tus.Saved | None:
         query = (self._rest.table(BOOKKEEPING)
