@@ -76,6 +76,12 @@ def main(argv: list[str]) -> int:
                 for n in ns:
                     passes.pass_over(world, results, n, repeats=1 if quick or n > 100 else 3)
                 passes.pass_targets(results)
+                if world.store == "supabase":  # the same passes on the local store
+                    (tmp / "local").mkdir(exist_ok=True)
+                    with World(network, tmp / "local", store="local") as local:
+                        for n in ns:
+                            passes.pass_over(local, results, n, repeats=1 if quick or n > 100
+                                             else 3, local=True)
             if step("idle"):
                 passes.idle_and_repeated(world, results, ns[-1])
             if step("profile"):
@@ -95,6 +101,8 @@ def main(argv: list[str]) -> int:
                 startup.measure(world, results, 5 if quick else 11, stores)
             if step("watch"):
                 watch.measure(world, results, 3 if quick else 6)
+                if not quick:
+                    watch.at_scale(world, results)
             results.notes += notes(world, tmp, load)
             analysis.explain(results)
     finally:

@@ -50,7 +50,10 @@ def _check(world: World, rows: list[Row], run: Run, who: str) -> None:
                            f"processed, expected {finished}")
 
 
-def pass_over(world: World, results: Results, n: int, repeats: int) -> None:
+def pass_over(world: World, results: Results, n: int, repeats: int, *,
+              local: bool = False) -> None:
+    """`local`: a second run on the local store, kept beside the main one (not in its
+    targets)."""
     rows = world.conversations(mix(n))
     runs: dict[str, list[Run]] = {"videopoll": [], "baseline": []}
     for _ in range(repeats):
@@ -64,6 +67,12 @@ def pass_over(world: World, results: Results, n: int, repeats: int) -> None:
         return float(statistics.median(getattr(r, what) for r in runs[who]))
 
     t_vp, t_base = median("videopoll", "seconds"), median("baseline", "seconds")
+    if local:
+        results.local_pass_times[n] = (t_vp, t_base)
+        results.add(Line(f"pass N={n}, local store", "time", t_vp, t_base, "s",
+                         f"process wall {median('videopoll', 'wall'):.2f} vs "
+                         f"{median('baseline', 'wall'):.2f} s"))
+        return
     results.pass_times[n] = (t_vp, t_base)
     results.pass_runs[n] = (vp.requests, base.requests)
     results.pass_walls[n] = (median("videopoll", "wall"), median("baseline", "wall"))

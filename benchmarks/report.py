@@ -57,6 +57,8 @@ class Results:
     pass_times: dict[int, tuple[float, float]] = field(default_factory=dict)
     pass_runs: dict[int, tuple[dict[str, int], dict[str, int]]] = field(default_factory=dict)
     pass_walls: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # The same passes on the local store (SQLite + folder), when the main run is Supabase's.
+    local_pass_times: dict[int, tuple[float, float]] = field(default_factory=dict)
     transfer: dict[tuple[int, str], dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)  # traces and such, for the analysis
@@ -189,6 +191,12 @@ def plot(results: Results, path: Path) -> bool:
     for n in ns:
         v, b = results.pass_times[n]
         ax.annotate(f"{b / v:.1f}×", (n, (v * b) ** 0.5), ha="center", fontsize=8)
+    local = sorted(results.local_pass_times)
+    if local:
+        ax.plot(local, [results.local_pass_times[n][0] for n in local], "o:",
+                label="videopoll, local store")
+        ax.plot(local, [results.local_pass_times[n][1] for n in local], "s:",
+                label="baseline, local store")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("pending rows N (90% running, 5% finished, 5% failed)")

@@ -135,6 +135,18 @@ class OpenHandsStandIn(OpenHandsState, StandIn):
             self.route(method, path, name, handler)
 
     # -- auth, rate limit, routing -------------------------------------------------------------
+
+    def set_rate_limit(self, rate_limit: tuple[int, int] | None,
+                       windows: tuple[float, float] = (1.0, 60.0)) -> None:
+        """Turn the per-user limiter on (per second, per minute) or off on a running stand-in
+        (a benchmark's world serves several measurements, only one of them throttled)."""
+        self.rate_limit = rate_limit
+        self.rate_windows = windows
+        self._limits = [] if rate_limit is None else [
+            (amount, seconds, _window_label(amount, seconds))
+            for amount, seconds in zip(rate_limit, windows, strict=True)]
+        self._windows.clear()
+        self.refused = 0
     def before(self, request: Request) -> Response | None:
         if self.self_hosted_limit and (refused := self._self_hosted_limit(request)):
             return refused
