@@ -6,8 +6,8 @@ import math
 
 from .conftest import Stack
 
-SUMMARY_KEYS = {"checked", "stillGenerating", "found", "processed", "failed", "timestamp",
-                "errors", "durationMs", "calls", "items"}
+SUMMARY_KEYS = {"checked", "stillGenerating", "found", "processed", "failed", "unchecked",
+                "timestamp", "errors", "durationMs", "calls", "items"}
 ITEM_KEYS = {"asset_id", "lesson_id", "conversation_id", "state", "action", "detail"}
 
 
