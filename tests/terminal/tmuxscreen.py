@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
@@ -31,13 +31,18 @@ class Screen:
                               capture_output=True, text=True, check=True).stdout
 
     def wait_for(self, needle: str, timeout: float = 60.0) -> str:
+        return self.wait_until(lambda screen: needle in screen, timeout, what=repr(needle))
+
+    def wait_until(self, seen: Callable[[str], bool], timeout: float = 60.0, *,
+                   what: str = "the screen asked for") -> str:
+        """The first screen for which `seen` holds."""
         deadline = time.monotonic() + timeout
         while True:
             screen = self.text()
-            if needle in screen:
+            if seen(screen):
                 return screen
             if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} never appeared; last screen:\n{screen}")
+                raise AssertionError(f"{what} never appeared; last screen:\n{screen}")
             time.sleep(0.05)
 
     def close(self) -> None:

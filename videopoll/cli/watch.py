@@ -4,6 +4,8 @@ JSON Lines or one plain line per pass otherwise."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,10 +13,11 @@ from rich.console import Group
 from rich.live import Live
 
 from ..model import PassSummary
+from ..ui.board import LiveBoard
 from ..ui.console import Output
 from ..ui.progress import TransferBars, make_progress
 from ..ui.records import PassLog
-from ..ui.render import items_table, summary_line, summary_table
+from ..ui.render import board_table, summary_line, summary_table
 from .options import Json, Limit, LogFormat, Strict, duration
 from .poll import report_pass
 from .session import ALL, Session, finish
@@ -59,28 +62,39 @@ def watch(
 async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: bool,
                      timeout: float | None, limit: int | None,
                      collect: list[PassSummary] | None = None,
-                     log: PassLog | None = None, strict: bool = False) -> int:
+                     log: PassLog | None = None, strict: bool = False,
+                     clock: Callable[[], datetime] | None = None) -> int:
     """Run the engine's watch loop, rendering each pass; returns the exit code.
-    Every pass's summary is appended to `collect` when given."""
+    Every pass's summary is appended to `collect` when given; `clock` (UTC) ages the rows."""
     log = log or PassLog(None, scrub=out.scrub)
     last: list[PassSummary] = []
     failed = 0  # videos failed over the whole run, for --strict
     live = Live(console=out.out, auto_refresh=False, transient=False) \
         if out.live and not out.json_mode else None
+    board = LiveBoard(clock=clock or (lambda: datetime.now(UTC)))
     bars = None
     if live is not None:
-        progress = make_progress(out.out)
-        bars = TransferBars(progress, live.refresh)
+        # Each progress call redraws the table too (at most every 0.1 s): a row with bytes
+        # flowing reads `transferring` while its bar moves.
+        bars = TransferBars(make_progress(out.out), lambda: live.update(view(), refresh=True))
 
     def view() -> Group:
         assert bars is not None
-        parts = [summary_table(last[0]), items_table(last[0], progress=bars.snapshot())] \
-            if last else []
+        now = board.board()
+        parts = [summary_table(now.summary)] if now.summary else []
+        if now.lines:
+            parts.append(board_table(now))
         return Group(*parts, bars.progress)
+
+    def on_bytes(asset_id: str, done: int, total: int) -> None:
+        assert bars is not None
+        board.progress(asset_id, done, total)
+        bars(asset_id, done, total)
 
     def on_pass(summary: PassSummary) -> None:
         nonlocal failed
         last[:] = [summary]
+        board.passed(summary)
         failed += summary.failed
         if collect is not None:
             collect.append(summary)
@@ -92,7 +106,7 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
         else:
             out.line(summary_line(summary))
 
-    poller = rt.poller(progress=bars)
+    poller = rt.poller(progress=on_bytes if bars is not None else None)
     try:
         if live is not None:
             live.start()

@@ -47,11 +47,3 @@ class TransferBars:
         if now - self._last >= self.refresh_every or done >= total:
             self._last = now
             self.refresh()
-
-    def snapshot(self) -> dict[str, tuple[int, int]]:
-        """(done, total) per video in flight, for tables."""
-        out = {}
-        for asset_id, task_id in self.tasks.items():
-            task = self.progress.tasks[self.progress.task_ids.index(task_id)]
-            out[asset_id] = (int(task.completed), int(task.total or 0))
-        return out

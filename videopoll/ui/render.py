@@ -27,6 +27,7 @@ from ..reports import (
     Skipped,
     StatusReport,
 )
+from .board import Board, Line, line_of
 
 STATE_STYLE = {
     Status.STARTING: "cyan", Status.GENERATING: "yellow", Status.FINISHED: "blue",
@@ -61,25 +62,39 @@ def summary_table(summary: PassSummary) -> Table:
     return table
 
 
-def items_table(summary: PassSummary, *, progress: dict[str, tuple[int, int]] | None = None
-                ) -> Table:
-    """One row per video: lesson, state, age, last change, and what happened (or how far
-    its transfer is)."""
-    now = summary.timestamp
+def items_table(summary: PassSummary) -> Table:
+    """One row per video: lesson, state, age, last change, and what happened."""
+    return lines_table([line_of(item) for item in summary.items], now=summary.timestamp)
+
+
+def board_table(board: Board) -> Table:
+    """`watch`'s live table: the last pass's rows (a transfer under way shown as such), then
+    the recent outcomes kept on screen, dimmed, with how long ago they happened."""
+    table = lines_table(board.lines, now=board.now)
+    if board.past:
+        table.caption = (f"ready and failed videos stay listed {age_span(board.keep_for)} "
+                         f"after they leave the pending set (the last {board.keep_max})")
+        table.caption_justify = "left"
+    return table
+
+
+def lines_table(lines: list[Line], *, now: datetime) -> Table:
     table = Table(show_edge=False, pad_edge=False)
     for column in ("video", "lesson", "state", "age", "changed", "action", "detail"):
         table.add_column(column, overflow="fold")
-    for item in summary.items:
-        detail, state = item.detail, item.state
-        if progress and item.asset_id in progress:
-            done, total = progress[item.asset_id]
+    for i, line in enumerate(lines):
+        if line.past and i and not lines[i - 1].past:
+            table.add_section()  # pending rows above, outcomes kept from earlier passes below
+        detail = line.detail
+        if line.transfer is not None:
+            done, total = line.transfer
             detail = f"{done * 100 // max(total, 1)}% of {size(total)}"
-            state = Status.TRANSFERRING
-        table.add_row(item.asset_id[:8], item.lesson_id[:8],
-                      Text(str(state), style=STATE_STYLE.get(state, "")),
-                      age(now, item.created_at) if item.created_at else "",
-                      f"{age(now, item.changed_at)} ago" if item.changed_at else "",
-                      "" if item.action is Action.NONE else str(item.action), detail)
+        table.add_row(line.asset_id[:8], line.lesson_id[:8],
+                      Text(str(line.state), style=STATE_STYLE.get(line.state, "")),
+                      age(now, line.created_at) if line.created_at else "",
+                      f"{age(now, line.changed_at)} ago" if line.changed_at else "",
+                      "" if line.action is Action.NONE else str(line.action), detail,
+                      style="dim" if line.past else None)
     return table
 
 
@@ -106,7 +121,12 @@ def summary_line(summary: PassSummary) -> str:
 
 
 def age(now: datetime, then: datetime) -> str:
-    seconds = max(0, int((now - then).total_seconds()))
+    return age_span((now - then).total_seconds())
+
+
+def age_span(seconds_: float) -> str:
+    """A duration as the tables show ages: 45s, 10m, 2h05m."""
+    seconds = max(0, int(seconds_))
     if seconds < 120:
         return f"{seconds}s"
     if seconds < 7200:
