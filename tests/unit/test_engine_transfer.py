@@ -82,6 +82,22 @@ async def test_a_row_claimed_by_another_poller_is_skipped_and_counted_once(world
     assert (await world.poll()).processed == 1
 
 
+async def test_a_live_claim_of_another_poller_says_who_holds_it_and_until_when(
+        world: World) -> None:
+    """The skip note names the holder and when its lease runs out, so a claim a killed
+    process left behind is told apart from a transfer in progress, and its end is known."""
+    row = world.video(Status.FINISHED, file=MP4)
+    await world.store.mark_finished(row.id)
+    world.clock.advance(1.5)  # 2026-01-01 00:00:01.5: the note shows whole seconds
+    assert await world.store.claim(row.id, "host-a:4242:abc123", 300)
+    world.clock.advance(60)  # a minute into that lease: it still ends when it did
+    detail = (await world.poll()).items[0].detail
+    assert detail == ("claimed by host-a:4242:abc123 until 00:05:01 UTC (if that poller is "
+                      "gone, the row is taken over then)")
+    world.clock.advance(240)  # 00:05:01.5: it is gone
+    assert (await world.poll()).processed == 1
+
+
 async def test_upload_succeeds_but_the_row_update_fails(world: World) -> None:
     """The dangerous one: the object is there, the row is not ready. Next pass finishes it
     with the same bytes under the same key; the video is neither lost nor failed."""

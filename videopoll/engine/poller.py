@@ -220,7 +220,10 @@ class Poller:
         request to it (a failure still goes out with the pass's batch)."""
         if row.status is Status.TRANSFERRING and row.claimed_until and \
                 row.claimed_until > run.now and row.claimed_by != self.owner:
-            run.note(row, row.status, Action.SKIPPED, "being transferred by another poller")
+            until = row.claimed_until.astimezone(run.now.tzinfo).strftime("%H:%M:%S %Z")
+            run.note(row, row.status, Action.SKIPPED,
+                     f"claimed by {row.claimed_by or 'another poller'} until {until} "
+                     "(if that poller is gone, the row is taken over then)")
             return False
         reason = None
         if _normalise(row.conversation_id or "") is None:
