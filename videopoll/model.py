@@ -288,3 +288,16 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("unchecked", "unchecked", lambda s: s.unchecked),
     Counter("errors", "errors", lambda s: len(s.errors), in_json=False),
 )
+
+
+def size(n: int) -> str:
+    """Bytes as people read them, in the progress bars' units (powers of 1000): every
+    message and table says sizes this one way."""
+    if n < 1000:
+        return f"{n} bytes"
+    value = n / 1000
+    for unit in ("kB", "MB"):
+        if round(value, 1) < 1000:  # 999,960 bytes is "1.0 MB", not "1000.0 kB"
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"

@@ -19,7 +19,7 @@ from ..errors import (
     LeaseLost,
     VideopollError,
 )
-from ..model import Action, ArtifactRef, Status, VideoAsset
+from ..model import Action, ArtifactRef, Status, VideoAsset, size
 from ..ports import ArtifactSource, Objects, Rows
 from ..states import Change, Event
 from .bookkeeping import Pass
@@ -56,7 +56,7 @@ class Transfers:
             await self._settle(run, run.fail(row, exc.message, self.owner), row)
             return
         if run.dry_run:
-            run.note(row, row.status, Action.STORED, f"would store {key} ({ref.size} bytes)")
+            run.note(row, row.status, Action.STORED, f"would store {key} ({size(ref.size)})")
             return
         row = replace(row, status=Status.TRANSFERRING)  # ours now: what every note says
         try:
@@ -88,7 +88,7 @@ class Transfers:
             await self._release(run, row)
         else:
             if stored:
-                run.note(row, Status.READY, Action.STORED, f"stored {key} ({ref.size} bytes)")
+                run.note(row, Status.READY, Action.STORED, f"stored {key} ({size(ref.size)})")
             else:
                 run.note(row, Status.TRANSFERRING, Action.SKIPPED, LeaseLost().message)
 

@@ -16,7 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..model import Action, Cause, PassSummary, Status, VideoAsset, iso
+from ..model import Action, Cause, PassSummary, Status, VideoAsset, iso, size
 from ..reports import (
     DemoResult,
     DoctorReport,
@@ -37,18 +37,6 @@ STATE_STYLE = {
 
 def dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def size(n: int) -> str:
-    """Bytes as people read them, in the progress bars' units (powers of 1000)."""
-    if n < 1000:
-        return f"{n} bytes"
-    value = n / 1000
-    for unit in ("kB", "MB"):
-        if value < 1000:
-            return f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
 
 
 # -- a pass ---------------------------------------------------------------------------------
