@@ -9,7 +9,6 @@ from .report import Results, Target
 
 STATE_CALLS = "OpenHands: conversation states (batched)"
 EVENTS = "OpenHands: events (error reason)"
-ROW_WRITES = ("REST: rpc videopoll_mark_failed", "REST: rpc videopoll_mark_finished")
 
 
 def _group(trace: list[tuple[float, str, int, float]], kind: str) -> tuple[float, int, float]:
@@ -43,46 +42,18 @@ def _speed(results: Results, target: Target) -> list[str]:
         return [f"**{target.name}: {target.measured}.** (Run the `profile` part for why.)", ""]
     n, seconds, trace = results.data["pass_trace"]
     base = results.pass_times[n][1]
-    writes = [_group(trace, k) for k in ROW_WRITES]
-    w_busy, w_count = sum(b for b, _, _ in writes), sum(c for _, c, _ in writes)
-    states = _group(trace, STATE_CALLS)
-    events = _group(trace, EVENTS)
-    copies = _group(trace, "GitHub: blob download")
-    pool = 12  # the Supabase store's connections: concurrency * 2 + 4 (runtime.py)
-    after = seconds - w_busy + w_busy / pool * 1.2
+    busiest = sorted(trace, key=lambda group: -group[0])[:5]
+    lines = [f"- {name}: {count} request(s), {busy:.2f} s in flight, {at_once:.1f} at once"
+             for busy, name, count, at_once in busiest]
     return [
         f"**{target.name}: {target.measured}, goal {target.goal}.** The baseline's "
-        f"{base:.1f} s is almost all OpenHands round trips ({n} × one status request); "
-        f"videopoll replaces them with {states[1]} batched calls that were in flight for "
-        f"{states[0]:.2f} s. Of its traced {seconds:.2f} s pass (see *Where the time goes*):",
-        "",
-        f"- **{w_count} row transitions sent strictly one after another: {w_busy:.2f} s "
-        f"({w_busy / seconds:.0%} of the pass).** `videopoll_mark_failed` and "
-        "`videopoll_mark_finished` run at 1.0 at once. Cause: `Poller._states` in "
-        "`videopoll/engine.py` awaits `self._apply(run, row, state)` row by row, and each "
-        "`_apply` awaits its store write (`run.fail` → `Store.mark_failed`, "
-        "`Store.mark_finished`). Fix: apply the rows concurrently, bounded by the store's "
-        f"connection pool ({pool} = `concurrency * 2 + 4` in `Runtime._open_store`), e.g. "
-        "`await asyncio.gather(*(guarded(row) for row in asked))` with an "
-        "`asyncio.Semaphore(pool)`; `Pass.note` keys items by row id and the summary is "
-        "ordered afterwards, so order does not matter. Better still, batch each transition "
-        "into one call per pass (`mark_failed_many(ids, reasons)`, `mark_finished_many(ids)`: "
-        "one guarded `UPDATE … WHERE id = any(…) AND status = …` each). Concurrent writes "
-        f"alone would bring the pass to about {after:.1f} s ({base / after:.0f}×).",
-        f"- **{copies[1]} copies: downloads in flight for {copies[0]:.2f} s at "
-        f"{copies[2]:.1f} at once.** Each copy holds one of `VIDEOPOLL_CONCURRENCY` = 4 slots "
-        "for a blob download and an upload (two round trips, ~170 ms here), so "
-        f"{copies[1]} copies cost at least ⌈{copies[1]}/4⌉ × 2 × 80 ms "
-        f"≈ {-(-copies[1] // 4) * 0.16:.1f} s by themselves.",
-        f"- **{events[1]} error-reason lookups: {events[0]:.2f} s** between the state calls "
-        "and the writes (see the OpenHands target); they could run alongside the GitHub "
-        "listing (`asyncio.gather` of the follow-ups and `ArtifactSource.find`).",
-        "",
-        f"25× means {base / 25:.1f} s at this N. With 5% of the rows finishing in one pass "
-        "the copies set the floor, so it takes all three: batched (or concurrent) row writes, "
-        "about 8 transfer slots for GitHub blob downloads (still well under GitHub's limit of "
-        "100 concurrent requests), and the reason lookups off the critical path. A pass with "
-        "nothing finished is already far beyond 25× (see the idle pass).", ""]
+        f"{base:.1f} s is almost all OpenHands round trips ({n} × one status request). "
+        f"Of videopoll's traced {seconds:.2f} s pass (see *Where the time goes*), the "
+        "request kinds that were in flight longest:", "", *lines, "",
+        "A pass writes its decisions in one batch while GitHub lists the files, so what is "
+        "left is the chain one finished video needs (pending rows → agent states → listing → "
+        "download → upload → ready, each a round trip) and the copies themselves, "
+        "VIDEOPOLL_CONCURRENCY at a time.", ""]
 
 
 def _openhands(results: Results, target: Target) -> list[str]:

@@ -111,7 +111,11 @@ class Settings:
     max_generation: float = 3600.0
     artifact_grace: float = 600.0
     max_bytes: int = 2 * 1024**3
-    concurrency: int = 4
+    # GitHub downloads in flight at once. GitHub's secondary limits: at most 100 concurrent
+    # requests (REST and GraphQL together) and 900 points a minute for REST (a GET is 1).
+    # 8 per poller leaves room for a dozen pollers on one token; the per-minute points
+    # depend on how many videos a pass moves, not on how many move at once.
+    concurrency: int = 8
     lease: float = 300.0
     max_attempts: int = 3
     default_user_id: str | None = None
@@ -383,7 +387,7 @@ def from_env(environ: Mapping[str, str] | None = None, env_file: Path | None = N
         artifact_grace=_seconds(env, "VIDEOPOLL_ARTIFACT_GRACE", 600),
         max_bytes=int(_setting(env, "VIDEOPOLL_MAX_BYTES", 2 * 1024**3, parse_size, SIZE_FORM,
                                1)),
-        concurrency=_count(env, "VIDEOPOLL_CONCURRENCY", 4),
+        concurrency=_count(env, "VIDEOPOLL_CONCURRENCY", Settings.concurrency),
         lease=_seconds(env, "VIDEOPOLL_LEASE", 300, minimum=1),
         max_attempts=_count(env, "VIDEOPOLL_MAX_ATTEMPTS", 3),
         default_user_id=(env.get("DEFAULT_USER_ID") or "").strip() or None,

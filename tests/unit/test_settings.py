@@ -26,7 +26,7 @@ def test_defaults_follow_the_design() -> None:
         "supabase", "https://app.all-hands.dev", "https://api.github.com")
     assert (s.github_ref, s.github_dir, s.bucket) == ("main", "videos", "lesson-assets")
     assert (s.interval, s.max_generation, s.artifact_grace) == (30, 3600, 600)
-    assert (s.max_bytes, s.concurrency, s.lease) == (2 * 1024**3, 4, 300)
+    assert (s.max_bytes, s.concurrency, s.lease) == (2 * 1024**3, 8, 300)
     assert s.github_lfs_url == "https://github.com"
 
 

@@ -14,7 +14,7 @@ class EngineConfig:
     artifact_grace: float = 600.0
     not_found_grace: float = NOT_FOUND_GRACE
     max_bytes: int = 2 * 1024**3
-    concurrency: int = 4
+    concurrency: int = 8  # GitHub downloads at once (settings.py says why 8 is safe)
     lease: float = 300.0
     max_attempts: int = 3
     # How long a row's write may wait for others to share its batch (engine/writes.py):
