@@ -310,6 +310,20 @@ def _install_supabase(trigger: Trigger) -> None:
             trigger.die(what)
         return result
 
+    # A small video's standard upload (raw httpx since it no longer goes through storage3).
+    original_upload = SupabaseStore._upload
+
+    @functools.wraps(original_upload)
+    async def upload(self: Any, key: str, body: bytes, content_type: str) -> None:
+        phase = trigger.phase("storage.upload", "")
+        if phase == "before":
+            trigger.die(key)
+        await original_upload(self, key, body, content_type)
+        if phase == "after":
+            trigger.die(key)
+
+    SupabaseStore._upload = upload  # type: ignore[method-assign]
+
     SupabaseStore._rpc = rpc  # type: ignore[method-assign]
     SupabaseStore._call = call  # type: ignore[method-assign]
 

@@ -371,9 +371,13 @@ class SupabaseStore(Transitions):
                 break
         if len(body) != size:
             raise ContentMismatch(f"{key}: got {len(body)} bytes, expected {size}")
+        await self._upload(key, bytes(body), content_type)
+
+    async def _upload(self, key: str, body: bytes, content_type: str) -> None:
+        """One standard upload, an upsert to `key`."""
         url = f"{self.url}/storage/v1/object/{self.bucket}/{key}"
         try:
-            response = await self._http.post(url, content=bytes(body), headers={
+            response = await self._http.post(url, content=body, headers={
                 **self._auth, "Content-Type": content_type, "x-upsert": "true",
                 "cache-control": "max-age=3600"})
         except httpx.RequestError as exc:
