@@ -83,10 +83,11 @@ class Running:
         return Proc(code, texts[0], texts[1], wall, usage.ru_utime + usage.ru_stime)
 
 
-def vm_hwm() -> int:
-    """This process's peak resident memory in bytes (VmHWM), 0 where /proc is missing."""
+def vm_hwm(pid: int | str = "self") -> int:
+    """A process's peak resident memory in bytes (VmHWM; this one by default), 0 where /proc
+    is missing."""
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024

@@ -67,18 +67,6 @@ SCALE_SECONDS = 120.0
 SCALE_INTERVAL = 10.0
 
 
-def _peak_rss(pid: int) -> int:
-    """A running child's peak resident memory (VmHWM) in bytes, read from outside."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def at_scale(world: World, results: Results, n: int = SCALE_N,
              seconds: float = SCALE_SECONDS) -> None:
     """`videopoll watch` over `n` running videos for `seconds` against a stand-in that
@@ -97,7 +85,7 @@ def at_scale(world: World, results: Results, n: int = SCALE_N,
                           "--json"], env, world.tmp, timeout=seconds + 120)
     try:
         time.sleep(seconds)
-        peak = _peak_rss(watch.popen.pid)
+        peak = proc.vm_hwm(watch.popen.pid)
     finally:
         watch.terminate()
         done = watch.finish()
