@@ -14,9 +14,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values
-from dotenv.parser import parse_stream
-
 from .errors import ConfigError
 from .model import Service
 from .services.pacing import CLOUD_RATE, RATE_FORM, SELF_HOSTED_RATE, Rate, parse_rate
@@ -297,6 +294,9 @@ def read_env_file(path: Path, *, strict: bool = True) -> dict[str, str]:
         if strict:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
         return {}
+    from dotenv import dotenv_values  # only where a .env file exists
+    from dotenv.parser import parse_stream
+
     start = 1  # python-dotenv's own count drifts after blank lines: count them here
     for binding in parse_stream(io.StringIO(text)):
         chunk = binding.original.string  # blank lines, then the statement

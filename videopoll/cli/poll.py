@@ -11,8 +11,7 @@ from ..model import Action, PassSummary
 from ..reports import Skipped
 from ..ui import github_actions
 from ..ui.console import Output
-from ..ui.records import PassLog
-from ..ui.render import summary_line
+from ..ui.records import PassLog, summary_line
 from .options import DryRun, Json, Limit, Lock, LogFormat, Strict
 from .session import ALL, Session, finish
 
@@ -77,10 +76,10 @@ def poll(
 
 async def one_pass(rt: Runtime, out: Output, limit: int | None, dry_run: bool) -> PassSummary:
     """The pass, with a progress bar per transfer on a terminal."""
+    if out.json_mode or not out.live:  # in this order: --json never loads rich
+        return await rt.poller().poll_once(limit=limit, dry_run=dry_run)
     from ..ui.progress import TransferBars, make_progress
 
-    if not out.live or out.json_mode:
-        return await rt.poller().poll_once(limit=limit, dry_run=dry_run)
     with make_progress(out.err) as progress:
         return await rt.poller(progress=TransferBars(progress)).poll_once(
             limit=limit, dry_run=dry_run)

@@ -9,20 +9,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Group
-from rich.live import Live
 
 from ..model import PassSummary
 from ..ui.board import LiveBoard
 from ..ui.console import Output
-from ..ui.progress import TransferBars, make_progress
-from ..ui.records import PassLog
-from ..ui.render import board_table, summary_line, summary_table
+from ..ui.records import PassLog, summary_line
 from .options import Json, Limit, LogFormat, Strict, duration
 from .poll import report_pass
 from .session import ALL, Session, finish
 
 if TYPE_CHECKING:
+    from rich.console import Group
+
     from ..runtime import Runtime
 
 
@@ -66,6 +64,12 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
                      clock: Callable[[], datetime] | None = None) -> int:
     """Run the engine's watch loop, rendering each pass; returns the exit code.
     Every pass's summary is appended to `collect` when given; `clock` (UTC) ages the rows."""
+    from rich.console import Group  # the live table's: not loaded for --help
+    from rich.live import Live
+
+    from ..ui.progress import TransferBars, make_progress
+    from ..ui.render import board_table, summary_table
+
     log = log or PassLog(None, scrub=out.scrub)
     last: list[PassSummary] = []
     failed = 0  # videos failed over the whole run, for --strict

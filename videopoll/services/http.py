@@ -10,7 +10,9 @@ client and transport, and its errors are translated at its own edge.
 from __future__ import annotations
 
 import functools
+import os
 import ssl
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,10 +29,53 @@ from .translate import error_for, safe_url, transport_error
 USER_AGENT = f"videopoll/{__version__}"
 
 
+class DeferredCAContext(ssl.SSLContext):
+    """`ssl.create_default_context(cafile=…)` that reads its CA bundle at the first TLS
+    handshake rather than when made: parsing certifi's bundle costs ~50 ms, which a run that
+    speaks only plain http (a self-hosted agent on localhost, the local store, the stand-ins)
+    never needs to pay. Every handshake goes through `wrap_bio` (asyncio, anyio) or
+    `wrap_socket` (blocking sockets), so none can start before the bundle is in."""
+
+    _where: tuple[str | None, str | None]
+    _loaded: bool
+
+    @classmethod
+    def create(cls, *, cafile: str | None = None, capath: str | None = None
+               ) -> DeferredCAContext:
+        context = cls(ssl.PROTOCOL_TLS_CLIENT)  # verify_mode CERT_REQUIRED, check_hostname on
+        context._where, context._loaded = (cafile, capath), False
+        return context
+
+    def _load(self) -> None:
+        with _LOADING:
+            if not self._loaded:
+                cafile, capath = self._where
+                if cafile is None and capath is None:
+                    import certifi  # httpx's default bundle
+
+                    cafile = certifi.where()
+                self.load_verify_locations(cafile=cafile, capath=capath)
+                self._loaded = True
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        self._load()
+        return super().wrap_bio(*args, **kwargs)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        self._load()
+        return super().wrap_socket(*args, **kwargs)
+
+
+_LOADING = threading.Lock()
+
+
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """One CA bundle per process: loading it costs ~55 ms, and a run builds four clients."""
-    return httpx.create_ssl_context()
+    """One CA bundle per process, shared by every client and read only if TLS is spoken:
+    httpx's own choice of bundle (SSL_CERT_FILE, SSL_CERT_DIR, else certifi's)."""
+    if cafile := os.environ.get("SSL_CERT_FILE"):
+        return DeferredCAContext.create(cafile=cafile)
+    return DeferredCAContext.create(capath=os.environ.get("SSL_CERT_DIR") or None)
 
 
 # Services whose redirects may lead to another origin: GitHub's blob, raw and LFS downloads are

@@ -11,15 +11,16 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TextIO
-
-from rich.console import Console, RenderableType
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import VideopollError
 from ..model import iso
 from ..reports import Report
 from ..settings import env_file_path, read_env_file, scrub_order, secret_values
-from .render import dumps, view
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 
 class Scrubber:
@@ -102,6 +103,11 @@ def log_style(args: Sequence[str]) -> LogStyle | None:
     return None
 
 
+def dumps(data: Any) -> str:
+    """The one JSON form of what videopoll prints (`--json`, log records' payloads)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 def _wide(file: Any) -> bool:
     return bool(getattr(file, "isatty", lambda: False)())
 
@@ -116,11 +122,22 @@ class Output:
         # over a cron log never meets a bare line); without it, plain lines.
         self.log_format = log_format
         self.scrub = scrub or Scrubber.from_environment()
-        # Not a terminal: no colour, no live redraw, and wide enough that tables do not fold.
-        self.out = Console(file=sys.stdout, soft_wrap=False, highlight=False,
-                           width=None if _wide(sys.stdout) else 200)
-        self.err = Console(file=sys.stderr, highlight=False,
-                           width=None if _wide(sys.stderr) else 200)
+
+    # rich is loaded only by what draws: a `poll --json` from cron never pays its import.
+    # Not a terminal: no colour, no live redraw, and wide enough that tables do not fold.
+    @cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(file=sys.stdout, soft_wrap=False, highlight=False,
+                       width=None if _wide(sys.stdout) else 200)
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(file=sys.stderr, highlight=False,
+                       width=None if _wide(sys.stderr) else 200)
 
     @classmethod
     def for_args(cls, args: Sequence[str]) -> Output:
@@ -137,6 +154,8 @@ class Output:
         if self.json_mode:
             self.json(clean.to_json())
         else:
+            from .render import view
+
             self.show(view(clean))
 
     def json(self, data: Any) -> None:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from ..model import Action, PassSummary
+from ..model import Action, PassSummary, iso
 from .console import LogStyle, Scrubber, write_record
 
-__all__ = ["LogStyle", "PassLog"]
+__all__ = ["LogStyle", "PassLog", "summary_line"]
 
 LEVEL = {Action.FAILED: "error", Action.DEFERRED: "warning"}
+
+
+def summary_line(summary: PassSummary) -> str:
+    """One plain line per pass, for logs and pipes."""
+    counts = " ".join(f"{c.key}={n}" for c, n in summary.counts())
+    return f"{iso(summary.timestamp)} {counts}"
 
 
 class PassLog:

@@ -6,11 +6,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from functools import singledispatch
-from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -33,10 +31,6 @@ STATE_STYLE = {
     Status.STARTING: "cyan", Status.GENERATING: "yellow", Status.FINISHED: "blue",
     Status.TRANSFERRING: "magenta", Status.READY: "green", Status.FAILED: "red",
 }
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 # -- a pass ---------------------------------------------------------------------------------
@@ -100,12 +94,6 @@ def closing_lines(summary: PassSummary) -> list[str]:
         lines.append("No pending videos.")
     lines.extend(f"⚠ {e.service}: {e.detail}" for e in summary.errors)
     return lines
-
-
-def summary_line(summary: PassSummary) -> str:
-    """One plain line per pass, for logs and pipes."""
-    counts = " ".join(f"{c.key}={n}" for c, n in summary.counts())
-    return f"{iso(summary.timestamp)} {counts}"
 
 
 def age(now: datetime, then: datetime) -> str:
