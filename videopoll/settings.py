@@ -294,7 +294,9 @@ def read_env_file(path: Path, *, strict: bool = True) -> dict[str, str]:
         if strict:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
         return {}
-    from dotenv import dotenv_values  # only where a .env file exists
+    if not text.strip():  # VIDEOPOLL_ENV_FILE=/dev/null, say: nothing to parse
+        return {}
+    from dotenv import dotenv_values  # only where a .env file has something in it
     from dotenv.parser import parse_stream
 
     start = 1  # python-dotenv's own count drifts after blank lines: count them here

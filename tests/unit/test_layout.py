@@ -125,3 +125,24 @@ def test_the_engine_never_imports_the_network_layer() -> None:
         assert not {m for m in names if m.split(".")[0] in ("httpx", "supabase", "postgrest",
                                                              "storage3")}, path
         assert not any("services" in m for m in names), path
+
+
+def test_a_json_pass_loads_only_what_it_needs(tmp_path: Path) -> None:
+    """`poll --json` over an empty local store (cron's everyday case) in a fresh interpreter:
+    no drawing library, no .env parser, no Supabase client, no CA bundle — each costs start-up
+    time that such a pass has no use for (issue 14)."""
+    code = ("import json, sys; from videopoll.cli import run\n"
+            "try:\n    run(['poll', '--json'])\nexcept SystemExit:\n    pass\n"
+            "import videopoll.services.http as h\n"
+            "print(json.dumps({'modules': sorted(sys.modules), "
+            "'cas': h.tls_context().cert_store_stats()['x509_ca']}), file=sys.stderr)")
+    env = {"PATH": "/usr/bin:/bin", "VIDEOPOLL_STORE": "local",
+           "VIDEOPOLL_HOME": str(tmp_path), "VIDEOPOLL_ENV_FILE": "/dev/null",
+           "OPENHANDS_API_KEY": "k", "GITHUB_TOKEN": "t", "VIDEOPOLL_GITHUB_REPO": "o/r"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=60)
+    assert json.loads(done.stdout.splitlines()[-1])["checked"] == 0, done.stderr
+    seen = json.loads(done.stderr.splitlines()[-1])
+    loaded = {m.split(".")[0] for m in seen["modules"]}
+    assert loaded & {"rich", "dotenv", "supabase", "postgrest", "storage3"} == set()
+    assert seen["cas"] == 0
