@@ -4,6 +4,7 @@ kept by one Runtime across the passes of `watch`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from videopoll.model import Service, Status
 from videopoll.runtime import Runtime
 from videopoll.services.http import make_client
-from videopoll.services.openhands import OpenHandsAgent
+from videopoll.services.openhands import AT_ONCE, OpenHandsAgent
 from videopoll.services.pacing import Limit, Rate, RatePacer
 from videopoll.services.retry import Budget
 from videopoll.settings import from_env
@@ -147,3 +148,27 @@ async def test_the_fake_agent_spends_a_budget_and_counts_what_overspends() -> No
     agent.reset()
     assert agent.over_budget == 0
     assert FakeAgent().budget() is None
+
+
+async def test_a_thousand_rows_cost_two_round_trips_of_batches() -> None:
+    """11 batches for 1,000 ids: at most AT_ONCE (10, OpenHands' per-second limit) in flight,
+    so the answers come back in two round trips, not three (issue 14's pass at N=1000)."""
+    in_flight, most = 0, 0
+    gate = asyncio.Event()  # opens once AT_ONCE requests wait together (never, with fewer)
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == AT_ONCE:
+            gate.set()
+        await asyncio.wait_for(gate.wait(), 5)
+        in_flight -= 1
+        return httpx.Response(200, json=[RUNNING for _ in request.url.params.get_list("ids")])
+
+    client = make_client(Service.OPENHANDS, "http://oh.test", calls=Counter(),
+                         transport=httpx.MockTransport(answer))
+    async with client:
+        found = await OpenHandsAgent(client).states(ids(1000))
+    assert len(found) == 1000 and AT_ONCE == 10
+    assert most == AT_ONCE  # never more than the limit, and the limit is used
