@@ -225,6 +225,7 @@ MALFORMED: list[Any] = [
     {"sha": "0" * 40, "tree": [{"path": "videos/a.mp4", "type": "blob", "sha": "1" * 40,
                                 "size": "12"}]},
     {"sha": "0" * 40, "tree": ["videos/a.mp4"]},
+    {"sha": "0" * 40, "tree": [{"path": "videos", "type": "tree", "sha": "../../user"}]},
 ]
 
 

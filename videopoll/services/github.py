@@ -285,6 +285,7 @@ def _tree_body(response: httpx.Response) -> dict[str, Any]:
     for entry in body["tree"]:
         if not (isinstance(entry, dict)
                 and all(isinstance(entry.get(k), str) for k in ("path", "type", "sha"))
+                and _SHA.fullmatch(entry["sha"])  # sub-tree SHAs go into URLs as they are
                 and (entry["type"] != "blob" or _is_size(entry.get("size")))):
             raise ProtocolError(f"github: tree answer has a malformed entry: {entry!r:.200}",
                                 service=SERVICE)
