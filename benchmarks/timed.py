@@ -48,8 +48,8 @@ def kind_of(service: str, method: str, path: str) -> str:
         return "OpenHands: events (error reason)" if "/events/" in path else \
             "OpenHands: conversation states (batched)"
     if service == "github":
-        for part, name in (("/commits/", "head commit (conditional)"),
-                           ("/git/trees/", "tree listing"), ("/git/blobs/", "blob download"),
+        for part, name in (("/git/trees/", "tree listing (conditional)"),
+                           ("/git/blobs/", "blob download"),
                            ("/lfs/objects/batch", "LFS batch"), ("/lfs/", "LFS object")):
             if part in path:
                 return f"GitHub: {name}"

@@ -17,7 +17,7 @@ Points (see `POINTS`):
   store.put.before|after       the whole upload into the store
   store.put.chunks@K           the store has consumed K chunks and asks for the next
   github.find.before|after     the artifact lookup as a whole
-  github.head.after|tree.after the "has the branch moved?" answer / the tree listing arrived
+  github.tree.after            a tree answer arrived (the first: the conditional listing by ref)
   github.download.bytes@K      at least K bytes of the download arrived (K=0: before asking)
   local.rename.before|after    the local store's temp-file rename onto the object key
   tus.create|tus.patch.before|after, storage.upload.before|after   Supabase Storage requests
@@ -50,8 +50,8 @@ STORE_WRITES = ("resolve_start", "mark_finished", "mark_generating", "claim", "r
                 "release", "mark_ready", "mark_failed", "record_error", "set_state")
 POINTS = frozenset(
     [f"store.{w}.{p}" for w in (*STORE_WRITES, "save_upload", "put") for p in ("before", "after")]
-    + ["store.put.chunks", "github.find.before", "github.find.after", "github.head.after",
-       "github.tree.after", "github.download.bytes", "local.rename.before", "local.rename.after",
+    + ["store.put.chunks", "github.find.before", "github.find.after", "github.tree.after",
+       "github.download.bytes", "local.rename.before", "local.rename.after",
        "tus.create.before", "tus.create.after", "tus.patch.before", "tus.patch.after",
        "storage.upload.before", "storage.upload.after"])
 _SPEC = re.compile(r"(?P<point>[a-z_.]+)(?:#(?P<n>\d+))?(?:~(?P<match>[^@]+))?(?:@(?P<k>\d+))?")
@@ -198,7 +198,7 @@ def _install_github(trigger: Trigger) -> None:
 
     @functools.wraps(original_get)
     async def get(self: Any, url: str, *, what: str, **headers: str) -> Any:
-        site = {"head commit": "github.head", "tree": "github.tree"}.get(what, "github.other")
+        site = "github.tree" if what == "tree" else "github.other"
         phase = trigger.phase(site, url)
         response = await original_get(self, url, what=what, **headers)
         if phase == "after":

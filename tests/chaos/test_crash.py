@@ -59,7 +59,6 @@ class Template:
 def _catalogue() -> list[Template]:
     entries = [
         Template("github.find.before", "listing"),
-        Template("github.head.after", "listing"),
         Template("github.tree.after", "listing"),
         Template("github.find.after", "listing"),
         Template("github.download.bytes", "download", "AB", streams=True),

@@ -34,7 +34,9 @@ def test_a_finished_video_is_stored(stack: Stack, video: bytes) -> None:
     row = stack.seed.row(asset)
     assert row["status"] == "ready" and row["storage_path"] == stack.key(asset)
     assert stack.seed.object(stack.key(asset)) == video
-    assert summary["calls"]["openhands"] == 1 and summary["calls"]["github"] >= 3
+    # One conditional listing (the tree by ref name) plus one request per download.
+    assert stack.sandbox.github.counts == {"trees": 1, "blobs": 1}
+    assert summary["calls"]["openhands"] == 1 and summary["calls"]["github"] == 2
 
 
 def test_git_lfs_videos_come_from_the_lfs_host_without_our_token(stack: Stack,
@@ -68,20 +70,26 @@ def test_an_unchanged_repository_costs_one_304_on_the_next_run(stack: Stack) -> 
     first = stack.cli("poll", "--json").json
     assert first["stillGenerating"] == 1
     github = stack.sandbox.github
-    assert github.not_modified["commits"] == 0
-    before = github.total()
+    assert github.counts == {"trees": 1} and not github.not_modified
+    github.reset_counts()
     second = stack.cli("poll", "--json").json  # a new Runtime: ETag comes from the store
     assert second["stillGenerating"] == 1
-    assert github.total() - before == 1 and github.not_modified["commits"] == 1
+    assert github.counts == {"trees": 1} and github.not_modified == {"trees": 1}
     assert second["calls"]["github"] == 1
 
 
 def test_a_commit_after_the_304_is_picked_up(stack: Stack, video: bytes) -> None:
     asset, _, path = stack.video("RUNNING", "finished")
     stack.cli("poll")
-    stack.sandbox.github.put_file(stack.sandbox.repo, path, video)
+    stack.cli("poll")  # answered 304
+    github = stack.sandbox.github
+    github.put_file(stack.sandbox.repo, path, video)
+    github.reset_counts()
+    github.not_modified.clear()
     assert stack.cli("poll", "--json").json["processed"] == 1
     assert stack.seed.row(asset)["status"] == "ready"
+    # The moved branch costs the same one listing request, answered 200, then the download.
+    assert github.counts == {"trees": 1, "blobs": 1} and not github.not_modified
 
 
 def test_failed_conversation_is_failed_with_its_reason_and_exit_0(stack: Stack) -> None:

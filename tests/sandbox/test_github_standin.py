@@ -156,6 +156,32 @@ def test_remove_file_and_other_default_branch(gh: GitHubStandIn, api: httpx.Clie
     assert api.get("/rate_limit").json()["rate"]["remaining"] == free["remaining"]
 
 
+def test_tree_by_ref_name_etag_and_free_304(gh: GitHubStandIn, api: httpx.Client) -> None:
+    """tree_sha takes a branch name or a commit SHA as well as a tree SHA; the answer's weak
+    ETag follows the tree, so If-None-Match by ref is 304 (free) until the tree changes."""
+    gh.put_file(REPO, "videos/a.mp4", b"a")
+    url = f"/repos/{REPO}/git/trees/main?recursive=1"
+    by_ref = api.get(url)
+    tree = by_ref.json()["sha"]
+    for other in (tree, gh.head(REPO)):
+        by_sha = api.get(f"/repos/{REPO}/git/trees/{other}?recursive=1")
+        assert by_sha.json() == by_ref.json() and by_sha.headers["etag"] == by_ref.headers["etag"]
+    tag = by_ref.headers["etag"]
+    assert tag.startswith('W/"')
+    remaining = int(by_ref.headers["x-ratelimit-remaining"])
+    again = api.get(url, headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+    assert int(again.headers["x-ratelimit-remaining"]) == remaining - 2  # the two by SHA
+    assert gh.not_modified["trees"] == 1
+    gh.put_file(REPO, "videos/b.mp4", b"b")
+    moved = api.get(url, headers={"If-None-Match": tag})
+    assert moved.status_code == 200 and moved.headers["etag"] != tag
+    assert moved.json()["sha"] != tree and "videos/b.mp4" in [e["path"]
+                                                               for e in moved.json()["tree"]]
+    assert_error(api.get(f"/repos/{REPO}/git/trees/no-such-branch?recursive=1"), 404,
+                 "Not Found")
+
+
 # -- listing --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", ["1", "0", "false", "true", ""])
 def test_any_recursive_value_turns_recursion_on(gh: GitHubStandIn, api: httpx.Client,

@@ -2,7 +2,9 @@
 
 Each handler gets the stand-in, the request and a repository the caller may read (the gate
 in github.py has done User-Agent, credentials, rate limit and visibility). ETags are derived
-from the git objects an answer shows, so an unchanged answer gets the same tag cheaply.
+from the git objects an answer shows, so an unchanged answer gets the same tag cheaply: a
+tree asked for by branch name carries the same ETag as by its SHA, and stays 304 across a
+commit that leaves the tree as it was (GitHub's tags follow the answer's body the same way).
 """
 
 from __future__ import annotations
@@ -152,6 +154,8 @@ def refs(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
 
 # -- trees --------------------------------------------------------------------------------------
 def trees(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
+    """tree_sha is "the SHA1 value or ref (branch or tag) name of the tree" (a commit SHA
+    names its tree too); an unknown one is 404, any name in an empty repository 409."""
     if repo.empty:
         return error(409, "Git Repository is empty.", DOC_TREE)
     tree = repo.tree_sha(unquote(request.params["sha"]))

@@ -1,10 +1,12 @@
 """ArtifactSource over the GitHub REST API (DESIGN 8.2).
 
-One pass costs one conditional "has the branch moved?" request (304, free, when it has not);
-only when it moved is the tree listed again. The ETag, head and listing persist in the store
-(`videopoll_state`) so a cron run in a fresh process still gets its 304. Files come by blob
-SHA (immutable, so never a newer commit's bytes half-way) or, for Git LFS pointers, through
-the LFS batch API from whatever host it names, without our GitHub token.
+One pass costs one conditional request: the branch's whole tree by ref name
+(`git/trees/{ref}?recursive=1` with If-None-Match), answered 304 (free of rate limit) while
+the tree is unchanged; a 200 is the new listing itself, so a moved branch costs no second
+round trip. The ETag and listing persist in the store (`videopoll_state`) so a cron run in a
+fresh process still gets its 304. Files come by blob SHA (immutable, so never a newer
+commit's bytes half-way) or, for Git LFS pointers, through the LFS batch API from whatever
+host it names, without our GitHub token.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -30,6 +33,7 @@ _POINTER = re.compile(
     rb"oid sha256:(?P<oid>[0-9a-f]{64})\n"
     rb"size (?P<size>[0-9]+)\n?\Z"
 )
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1, or SHA-256 repositories
 
 
 def github_headers(token: str) -> dict[str, str]:
@@ -105,24 +109,29 @@ class GitHubArtifacts:
         cached = await self.state.get_state(self._key) or {}
         listing = {p: (e[0], int(e[1])) for p, e in cached.get("listing", {}).items()}
         pointers = {s: (p[0], int(p[1])) for s, p in cached.get("pointers", {}).items()}
-        headers = {"Accept": "application/vnd.github.sha"}
+        headers = {}
         if cached.get("etag") and "listing" in cached:
             headers["If-None-Match"] = cached["etag"]
+        # The tree by ref name: one request both asks "has it changed?" and, when it has,
+        # answers with the new listing (GitHub takes a branch or tag name as tree_sha).
         try:
-            response = await self._get(f"/repos/{self.repo}/commits/{self.ref}",
-                                       what="head commit", **headers)
+            response = await self._get(
+                f"/repos/{self.repo}/git/trees/{quote(self.ref, safe='/')}?recursive=1",
+                what="tree", **headers)
         except RequestRejected as exc:
             if exc.status == 409:  # an empty repository: nothing committed yet
                 return {}, pointers
             raise self._not_found(exc) from None
         if response.status_code == 304:
+            if "If-None-Match" not in headers:  # nothing of ours to reuse
+                raise ProtocolError("github: tree answered 304 to an unconditional request",
+                                    service=SERVICE)
             return listing, pointers
-        head = response.text.strip()
-        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head):
-            raise ProtocolError("github: head commit answer is not a SHA", service=SERVICE)
-        if head != cached.get("head") or "listing" not in cached:
-            listing = await self._list_tree(head)
-        await self._save(cached, listing=listing, pointers=pointers, head=head,
+        listing = await self._list_tree(_tree_body(response))
+        # Only now, with the whole listing parsed, do etag and listing change, together;
+        # "head" was kept by versions that asked for the head commit first.
+        base = {k: v for k, v in cached.items() if k != "head"}
+        await self._save(base, listing=listing, pointers=pointers,
                          etag=response.headers.get("etag"))
         return listing, pointers
 
@@ -136,23 +145,27 @@ class GitHubArtifacts:
     async def _tree(self, sha: str, recursive: bool) -> dict[str, Any]:
         # Any value of `recursive` turns recursion on, so it is omitted to turn it off.
         suffix = "?recursive=1" if recursive else ""
-        body = json_of(await self._get(f"/repos/{self.repo}/git/trees/{sha}{suffix}",
-                                       what="tree"), "tree")
-        if not isinstance(body, dict) or not isinstance(body.get("tree"), list):
-            raise ProtocolError("github: tree answer has no 'tree' list", service=SERVICE)
-        return body
+        return _tree_body(await self._get(f"/repos/{self.repo}/git/trees/{sha}{suffix}",
+                                          what="tree"))
 
-    async def _list_tree(self, head: str) -> dict[str, tuple[str, int]]:
+    async def _list_tree(self, root: dict[str, Any]) -> dict[str, tuple[str, int]]:
+        """The folder's blobs from the root answer; when that is truncated (over 100,000
+        entries or 7 MB), from the folder's own tree, or level by level if even that is."""
         prefix = self.directory + "/"
-        body = await self._tree(head, recursive=True)
-        if not body.get("truncated"):
-            return _blobs(body["tree"], "", prefix)
-        # Too big for one answer: descend to the folder's own tree and list that; if even
-        # the folder is truncated, walk it one level at a time.
-        sha = head
+        if not root.get("truncated"):
+            return _blobs(root["tree"], "", prefix)
+        # Descend only by SHAs from this same answer (the root tree's own, and the sub-trees
+        # it did list), never by the ref again: the branch may move meanwhile, and the
+        # listing must be of the one commit whose ETag is stored.
+        known = {e["path"]: e["sha"] for e in root["tree"] if e["type"] == "tree"}
+        sha, path = root["sha"], ""
         for part in self.directory.split("/"):
+            path = f"{path}/{part}" if path else part
+            if path in known:
+                sha = known[path]
+                continue
             level = await self._tree(sha, recursive=False)
-            sub = [e for e in level["tree"] if e.get("path") == part and e.get("type") == "tree"]
+            sub = [e for e in level["tree"] if e["path"] == part and e["type"] == "tree"]
             if not sub:
                 return {}
             sha = sub[0]["sha"]
@@ -165,7 +178,7 @@ class GitHubArtifacts:
             sha, base = queue.pop()
             level = await self._tree(sha, recursive=False)
             queue.extend((e["sha"], f"{base}{e['path']}/") for e in level["tree"]
-                         if e.get("type") == "tree")
+                         if e["type"] == "tree")
             listing.update(_blobs(level["tree"], base, prefix))
         return listing
 
@@ -263,11 +276,30 @@ class GitHubArtifacts:
         return checks
 
 
+def _tree_body(response: httpx.Response) -> dict[str, Any]:
+    """A tree answer, checked whole before anything of it is used (or cached)."""
+    body = json_of(response, "tree")
+    if not isinstance(body, dict) or not isinstance(body.get("tree"), list) or not (
+            isinstance(body.get("sha"), str) and _SHA.fullmatch(body["sha"])):
+        raise ProtocolError("github: tree answer has no 'sha' and 'tree' list", service=SERVICE)
+    for entry in body["tree"]:
+        if not (isinstance(entry, dict)
+                and all(isinstance(entry.get(k), str) for k in ("path", "type", "sha"))
+                and _SHA.fullmatch(entry["sha"])  # sub-tree SHAs go into URLs as they are
+                and (entry["type"] != "blob" or _is_size(entry.get("size")))):
+            raise ProtocolError(f"github: tree answer has a malformed entry: {entry!r:.200}",
+                                service=SERVICE)
+    return body
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _blobs(tree: list[dict[str, Any]], base: str, prefix: str) -> dict[str, tuple[str, int]]:
     out = {}
     for entry in tree:
-        path = base + str(entry.get("path", ""))
-        if entry.get("type") == "blob" and path.startswith(prefix):
-            out[path] = (str(entry["sha"]), int(entry.get("size", 0)))
+        path = base + entry["path"]
+        if entry["type"] == "blob" and path.startswith(prefix):
+            out[path] = (entry["sha"], entry["size"])
     return out
-
