@@ -139,6 +139,9 @@ class AgentState:
     # The state could not be read this pass (its event log did not answer): the row waits
     # for the next pass rather than being decided on a guess.
     lookup_error: str | None = None
+    # A failure whose wording (and whether the event log has caught up with it) is still to
+    # be looked up: `AgentAPI.explain` finishes it (asked for with `states(explain_later=)`).
+    unexplained: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -27,8 +27,17 @@ class AgentAPI(Protocol):
         refused, it waits for its slot (up to a minute)."""
         ...
 
-    async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
-        """State of each conversation (None: unknown to the agent), batched and concurrent."""
+    async def states(self, conversation_ids: Sequence[str], *, explain_later: bool = False
+                     ) -> dict[str, AgentState | None]:
+        """State of each conversation (None: unknown to the agent), batched and concurrent.
+        `explain_later`: a failure whose reason needs a lookup of its own comes back
+        `unexplained` at once, for `explain` — so the other rows' decisions need not wait
+        for it."""
+        ...
+
+    async def explain(self, conversation_id: str, state: AgentState) -> AgentState:
+        """An `unexplained` failure with its reason (or, while the agent's event log has not
+        caught up with it, generating for one more pass); any other state as it is."""
         ...
 
     async def start(

@@ -98,8 +98,10 @@ def test_newest_status_reads_status_events_and_snapshots(events: list[dict[str, 
 
 
 async def _agent_error_state(state_events: list[dict[str, Any]],
-                             error_events: list[dict[str, Any]]) -> tuple[Any, list[str]]:
-    """states() of one RUNNING/error conversation over a scripted transport."""
+                             error_events: list[dict[str, Any]], later: bool = False
+                             ) -> tuple[Any, list[str]]:
+    """states() of one RUNNING/error conversation over a scripted transport (`later`: with
+    explain_later, then `explain`, as a pass asks: the same answer, the same requests)."""
     asked: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -114,22 +116,31 @@ async def _agent_error_state(state_events: list[dict[str, Any]],
     client = make_client(Service.OPENHANDS, "http://oh.test", calls=Counter(),
                          transport=httpx.MockTransport(answer))
     async with client:
-        state = (await OpenHandsAgent(client).states(["a" * 32]))["a" * 32]
+        agent = OpenHandsAgent(client)
+        state = (await agent.states(["a" * 32], explain_later=later))["a" * 32]
+        if later:
+            assert state is not None and state.unexplained and state.state is X
+            assert asked == ["batch"]  # the lookup waits for explain()
+            state = await agent.explain("a" * 32, state)
+    assert not state.unexplained
     return state, asked
 
 
-async def test_an_error_with_its_event_fails_with_its_words() -> None:
+@pytest.mark.parametrize("later", [False, True])
+async def test_an_error_with_its_event_fails_with_its_words(later: bool) -> None:
     """One lookup: the error event's detail is the reason."""
-    state, asked = await _agent_error_state([], [{"code": "LLMError", "detail": "quota  exceeded"}])
+    state, asked = await _agent_error_state(
+        [], [{"code": "LLMError", "detail": "quota  exceeded"}], later)
     assert (state.state, state.reason) == (X, "quota exceeded")
     assert asked == ["batch", "ConversationErrorEvent"]
 
 
-async def test_an_error_whose_events_lag_waits() -> None:
+@pytest.mark.parametrize("later", [False, True])
+async def test_an_error_whose_events_lag_waits(later: bool) -> None:
     """No error event yet and a log that still says running: the webhook is behind, so
     the row keeps generating for a pass instead of failing without the agent's words."""
     state, asked = await _agent_error_state([{"key": "execution_status", "value": "running"}],
-                                            [])
+                                            [], later)
     assert (state.state, state.reason) == (G, None)
     assert asked == ["batch", "ConversationErrorEvent", "ConversationStateUpdateEvent"]
 

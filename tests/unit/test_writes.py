@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -13,7 +14,7 @@ from videopoll.engine.writes import Writes
 from videopoll.errors import RequestRejected, ServerError
 from videopoll.model import AgentState, Status
 from videopoll.states import Change, Event
-from videopoll.testing import InMemoryStore
+from videopoll.testing import FakeAgent, InMemoryStore
 
 from .conftest import MP4, World
 
@@ -133,3 +134,85 @@ async def test_a_lone_writer_does_not_wait_for_the_linger() -> None:
     writes = Writes(store, linger=3600)
     writes.join(1)
     assert await asyncio.wait_for(writes.one(Change(asset, Event.FAIL, value="x")), 5)
+
+
+class LateReasons(FakeAgent):
+    """An agent whose failed conversations need a lookup for their reason (OpenHands'
+    error events): `states(explain_later=True)` answers them `unexplained`, and `explain`
+    answers only once `reasons` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons = asyncio.Event()
+        self.explained: list[str] = []
+
+    async def states(self, conversation_ids: Sequence[str], *, explain_later: bool = False
+                     ) -> dict[str, AgentState | None]:
+        found = await super().states(conversation_ids)
+        return {cid: replace(s, unexplained=True)
+                if explain_later and s is not None and s.state is Status.FAILED else s
+                for cid, s in found.items()}
+
+    async def explain(self, conversation_id: str, state: AgentState) -> AgentState:
+        await asyncio.wait_for(self.reasons.wait(), 5)
+        self.explained.append(conversation_id)
+        return replace(state, reason="renderer crashed", unexplained=False)
+
+
+def late_world(world: World) -> tuple[World, LateReasons]:
+    agent = LateReasons()
+    return replace(world, agent=agent), agent
+
+
+async def test_a_claim_does_not_wait_for_a_failure_s_reason(world: World) -> None:
+    """N=10's everyday pass (issue 14): the finished row's claim goes out while the failed
+    row's reason is still being looked up, and the failure then rides with the ready mark —
+    the same two applies as before, neither waiting for the lookup."""
+    world, agent = late_world(world)
+    done = world.video(Status.FINISHED, file=MP4)
+    failed = world.video(AgentState(Status.FAILED, "RUNNING", "error", reason="agent error"))
+    for _ in range(8):
+        world.video(Status.GENERATING)
+    sizes = counted(world.store)
+    original = world.store.apply
+
+    async def apply(changes: Sequence[Change]) -> list[bool]:
+        answer = await original(changes)
+        if any(c.event is Event.CLAIM for c in changes):
+            agent.reasons.set()  # the reason arrives only after the claim was written
+        return answer
+
+    world.store.apply = apply  # type: ignore[method-assign]
+    summary = await world.poll()
+    assert (summary.processed, summary.failed) == (1, 1)
+    assert sizes == [2, 2]  # finish + claim; then ready + the failure, together
+    assert world.row(done.id).status is Status.READY
+    assert (world.row(failed.id).status, world.row(failed.id).error) == (
+        Status.FAILED, "renderer crashed")
+
+
+async def test_a_late_failure_with_nothing_else_at_work_goes_at_once(world: World) -> None:
+    """No transfer to ride with: the failure is written as soon as its reason is in."""
+    world, agent = late_world(world)
+    agent.reasons.set()
+    failed = world.video(AgentState(Status.FAILED, "RUNNING", "error"))
+    world.video(Status.GENERATING)
+    sizes = counted(world.store)
+    summary = await asyncio.wait_for(world.poller(late_linger=3600.0).poll_once(), 10)
+    assert (summary.failed, sizes) == (1, [1])
+    assert world.row(failed.id).error == "renderer crashed"
+
+
+async def test_a_change_rides_with_the_first_batch_due() -> None:
+    """A change that may wait longer goes with the next batch, not on its own clock."""
+    store = InMemoryStore()
+    ids = _rows(store, 2)
+    sizes = counted(store)
+    writes = Writes(store, linger=0.01)
+    writes.join(3)  # a third row is at work and never writes: only deadlines send
+    patient = asyncio.ensure_future(writes.apply([Change(ids[0], Event.FAIL, value="x")],
+                                                 linger=3600.0))
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(writes.one(Change(ids[1], Event.FAIL, value="y")), 5)
+    assert await patient == [True]
+    assert sizes == [2]

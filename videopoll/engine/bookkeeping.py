@@ -71,12 +71,14 @@ class Pass:
             self.note(row, row.status, Action.DEFERRED, exc.message)
 
     async def fail(self, row: VideoAsset, reason: str, owner: str | None = None, *,
-                   before: Sequence[Change] = ()) -> None:
-        """Fail `row` (after `before`, its other changes of this pass, in the same batch)."""
+                   before: Sequence[Change] = (), linger: float | None = None) -> None:
+        """Fail `row` (after `before`, its other changes of this pass, in the same batch;
+        `linger`: how long the write may wait for a batch to share)."""
         if self.dry_run:
             self.note(row, row.status, Action.FAILED, f"would fail: {reason}")
         elif (await self.writes.apply(
-                [*before, Change(row.id, Event.FAIL, owner=owner, value=reason)]))[-1]:
+                [*before, Change(row.id, Event.FAIL, owner=owner, value=reason)],
+                linger=linger))[-1]:
             self.note(row, Status.FAILED, Action.FAILED, reason)
         else:
             self.note(row, row.status, Action.SKIPPED, "changed by another poller")

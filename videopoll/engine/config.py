@@ -21,6 +21,10 @@ class EngineConfig:
     # longer means fewer store requests when transfers end close together, never a later
     # decision than this.
     write_linger: float = 0.25
+    # A failure whose reason arrives after the pass's decisions were written waits this long
+    # for the next batch (the ready marks of the pass's transfers) rather than costing a
+    # store request of its own.
+    late_linger: float = 1.0
     # On the way out (Ctrl+C, SIGTERM, refused credentials) this pass's claims are handed
     # back in one request, bounded so that an exit never hangs on an unreachable store.
     hand_back_timeout: float = 5.0

@@ -156,6 +156,7 @@ class Poller:
                 task = tasks.get(row.start_task_id or "")
                 decisions.append((row, partial(self._started, run, row, task)))
         listing = None
+        late = 0  # failures whose reason is still being looked up: not waited for
         if states is not None:
             asked = await self._readable(run, asked, states)
             done = [r.github_path or "" for r in asked
@@ -163,7 +164,12 @@ class Poller:
             # Off the critical path: GitHub answers while the decisions are written.
             listing = asyncio.ensure_future(self.artifacts.find(done)) if done else None
             for row in asked:
-                decisions.append((row, partial(self._decide, run, row, states.get(_id(row)))))
+                state = states.get(_id(row))
+                if state is not None and state.unexplained:
+                    late += 1
+                    decisions.append((row, partial(self._decide_late, run, row, state)))
+                else:
+                    decisions.append((row, partial(self._decide, run, row, state)))
 
         async def settle(row: VideoAsset, decide: Callable[[], Awaitable[VideoAsset | None]]
                          ) -> None:
@@ -174,7 +180,7 @@ class Poller:
             finally:
                 run.writes.leave()
 
-        run.writes.join(len(decisions))
+        run.writes.join(len(decisions) - late)
         try:
             await self._each(run, decisions, settle)
         except BaseException:
@@ -252,7 +258,8 @@ class Poller:
                 if starting else None
 
         async def states() -> dict[str, AgentState | None] | None:
-            return await self.agent.states([_id(r) for r in asked]) if asked else None
+            return await self.agent.states([_id(r) for r in asked], explain_later=True) \
+                if asked else None
 
         answers = await asyncio.gather(resolve(), states(), return_exceptions=True)
         for answer in answers:
@@ -356,8 +363,19 @@ class Poller:
                                                  service=Service.OPENHANDS))
         return True
 
-    async def _decide(self, run: Pass, row: VideoAsset, state: AgentState | None
-                      ) -> VideoAsset | None:
+    async def _decide_late(self, run: Pass, row: VideoAsset, state: AgentState
+                           ) -> VideoAsset | None:
+        """A failure whose reason needs a lookup of its own (`explain`): the pass's other
+        decisions (the claims above all) are written without waiting for it, and its own
+        write waits for the next batch rather than going alone."""
+        try:
+            state = await self.agent.explain(_id(row), state)
+        finally:
+            run.writes.join()  # from now on a batch waits for this row too (settle leaves)
+        return await self._decide(run, row, state, linger=self.config.late_linger)
+
+    async def _decide(self, run: Pass, row: VideoAsset, state: AgentState | None, *,
+                      linger: float | None = None) -> VideoAsset | None:
         """What the agent's answer means for `row`, written with the pass's other decisions;
         the row, claimed by this poller, when its video is to be collected."""
         if state is None:
@@ -375,7 +393,7 @@ class Poller:
         if state.warning:
             run.summary.errors.append(PassError(row.id, Service.OPENHANDS, state.warning))
         if state.state is Status.FAILED:
-            await run.fail(row, state.reason or "agent failed", before=first)
+            await run.fail(row, state.reason or "agent failed", before=first, linger=linger)
         elif state.state is Status.GENERATING:
             if self._older_than(row, run.now, self.config.max_generation):
                 limit = int(self.config.max_generation)

@@ -3,9 +3,11 @@ guarded `apply` with the others', so a pass costs a handful of store requests in
 (or two) a row.
 
 A batch goes out as soon as every row still at work is waiting on it (nothing else could join),
-when it is full, or when its oldest change has waited `linger` seconds (a slow download does
-not hold back the rows already done). The guards are the store's, per change, exactly as when
-each went alone: a batch never makes a transition happen that a single call would refuse.
+when it is full, or when one of its changes has waited its `linger` (a slow download does not
+hold back the rows already done; a change that can wait longer, a failure whose reason came
+late, rides with the next batch — the transfers' ready marks — instead of going alone).
+The guards are the store's, per change, exactly as when each went alone: a batch never
+makes a transition happen that a single call would refuse.
 
 A failed batch stays with its rows: a store that is down or answered something unusable
 (after the client layer's retries) fails each waiting row's write, so each is deferred; a
@@ -28,6 +30,7 @@ from ..states import Change
 @dataclass
 class _Waiting:
     changes: list[Change]
+    deadline: float  # event-loop time by which it goes, whoever else has joined
     answer: asyncio.Future[list[bool]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -57,11 +60,15 @@ class Writes:
         self._consider()
 
     # -- writing --------------------------------------------------------------------------------
-    async def apply(self, changes: Sequence[Change]) -> list[bool]:
-        """One row's changes (applied in order, in the same batch); whether each applied."""
+    async def apply(self, changes: Sequence[Change], *, linger: float | None = None
+                    ) -> list[bool]:
+        """One row's changes (applied in order, in the same batch); whether each applied.
+        `linger`: how long they may wait for company (default: the batcher's)."""
         if not changes:
             return []
-        waiting = _Waiting(list(changes))
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(list(changes),
+                           loop.time() + (self.linger if linger is None else linger))
         self._queue.append(waiting)
         self._consider()
         return await waiting.answer
@@ -96,8 +103,12 @@ class Writes:
         size = sum(len(w.changes) for w in self._queue)
         if len(self._queue) >= self._active or size >= self.max_batch:
             self._send()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.linger, self._send)
+            return
+        due = min(w.deadline for w in self._queue)
+        if self._timer is None or due < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_at(due, self._send)
 
     def _send(self) -> None:
         if self._timer is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,7 +159,8 @@ class OpenHandsAgent:
                                 service=SERVICE)
         return body
 
-    async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
+    async def states(self, conversation_ids: Sequence[str], *, explain_later: bool = False
+                     ) -> dict[str, AgentState | None]:
         ids = list(dict.fromkeys(conversation_ids))
         batches = list(_batches(ids, STATE_BATCH))
         answers = await asyncio.gather(*(
@@ -195,11 +197,25 @@ class OpenHandsAgent:
             if ambiguous or (execution in ("error", "stuck") and reasons > 0):
                 wanted = reasons > 0
                 reasons -= wanted
+                state = out[conversation_id]
+                if explain_later and not ambiguous and state is not None \
+                        and state.state is Status.FAILED:
+                    # Decided already; only the wording waits (`explain`), so the pass can
+                    # write the other rows' decisions without waiting for this lookup.
+                    out[conversation_id] = replace(state, unexplained=True)
+                    continue
                 follow_ups.append(self._explain(conversation_id, sandbox, execution, ambiguous,
                                                 wanted))
         for conversation_id, explained in await asyncio.gather(*follow_ups):
             out[conversation_id] = explained
         return out
+
+    async def explain(self, conversation_id: str, state: AgentState) -> AgentState:
+        if not state.unexplained:
+            return state
+        _, explained = await self._explain(conversation_id, state.sandbox_status,
+                                           state.execution_status, ambiguous=False)
+        return explained
 
     async def _explain(self, conversation_id: str, sandbox: str | None, execution: str | None,
                        ambiguous: bool, reason_wanted: bool = True) -> tuple[str, AgentState]:

@@ -119,7 +119,11 @@ class FakeAgent(Recorder):
         self.broken.clear()
         self.spent = self.over_budget = 0
 
-    async def states(self, conversation_ids: Sequence[str]) -> dict[str, AgentState | None]:
+    async def explain(self, conversation_id: str, state: AgentState) -> AgentState:
+        return state  # the fake's states come with their reasons
+
+    async def states(self, conversation_ids: Sequence[str], *, explain_later: bool = False
+                     ) -> dict[str, AgentState | None]:
         out: dict[str, AgentState | None] = {}
         for batch in _batches(list(conversation_ids), STATES_BATCH):
             self._record("states", *batch)
