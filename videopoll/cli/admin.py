@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import AuthError, VideopollError
 from ..model import Service
-from ..reports import Check, DoctorReport, Schema
 from ..settings import Settings
 from .options import Json
 from .session import Session, finish, run_async
+
+if TYPE_CHECKING:
+    from ..reports import DoctorReport
 
 
 def doctor(
@@ -41,6 +43,7 @@ def schema(json: Json = False) -> None:
 
       videopoll schema | psql -v ON_ERROR_STOP=1 --single-transaction "$DATABASE_URL"
     """
+    from ..reports import Schema
     from ..sql import schema_sql
 
     Session.start(json=json).out.emit(Schema(schema_sql()))
@@ -51,6 +54,7 @@ async def diagnose(settings: Settings, *, fix: bool = False) -> DoctorReport:
     cannot be opened, is a failed check, not an early exit. Without `fix` nothing is
     created: a local home without a store is reported, not made."""
     from ..engine.doctor import config_checks, refused, run_check, visible
+    from ..reports import Check, DoctorReport
     from ..runtime import Runtime
 
     checks = config_checks(settings)

@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from ..model import PassSummary, Service, Status
-from ..reports import DemoResult
 from ..ui.console import Output
 from .options import Json
 from .session import Session, finish, run_async
@@ -56,6 +55,7 @@ def _fail_when(title: str | None, prompt: str) -> str | None:
 async def run_demo(out: Output, home: Path) -> int:
     """Run the demo in `home` (wiped first); exit 0 when 2 are stored and 1 failed."""
     from ..engine.generate import generate
+    from ..reports import DemoResult
     from ..runtime import Runtime
     from ..sandbox.stack import Sandbox
     from ..services.local.store import LocalStore

@@ -9,11 +9,11 @@ import typer
 
 from ..errors import ConfigError
 from ..model import Status
-from ..reports import RowList
 from .options import Json, Limit
 from .session import ALL, STORE, Session
 
 if TYPE_CHECKING:
+    from ..reports import RowList
     from ..runtime import Runtime  # imported to run, not for --help (httpx)
 
 
@@ -66,6 +66,7 @@ def pending(
       videopoll pending --all --limit 20
     """
     from ..engine.redrive import cause_of
+    from ..reports import RowList
 
     if failed and every:
         raise ConfigError("give --failed or --all, not both")

@@ -9,11 +9,11 @@ import typer
 
 from ..errors import UsageError
 from ..model import Cause, Service, Status, VideoAsset
-from ..reports import Generated, Retried
 from .options import DryRun, Json
 from .session import ALL, STORE, Session
 
 if TYPE_CHECKING:
+    from ..reports import Generated, Retried
     from ..runtime import Runtime  # imported to run, not for --help (httpx)
 
 
@@ -38,6 +38,7 @@ def generate(
     """
     from ..engine.generate import generate as start
     from ..engine.generate import wait_started
+    from ..reports import Generated
 
     session = Session.start(json=json)
     out, settings = session.out, session.settings
@@ -75,6 +76,7 @@ def retry(
       videopoll retry 0b6c0a57-7c39-4e3a-9d38-0a1e2d3c4b5a
     """
     from ..engine.redrive import Start, cause_of, failed_rows, redrive
+    from ..reports import Retried
 
     if (asset is None) == (not failed):
         raise UsageError("give either an asset id or --failed")

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..model import Action, PassSummary
-from ..reports import Skipped
 from ..ui import github_actions
 from ..ui.console import Output
 from ..ui.records import PassLog, summary_line
@@ -48,6 +47,8 @@ def poll(
     out, log = session.out, PassLog(log_format, scrub=session.out.scrub)
     with pass_lock(lock) as held:
         if not held:
+            from ..reports import Skipped
+
             skipped = Skipped(f"another videopoll run holds {lock}")
             out.say(f"{skipped.reason}; skipping this pass")
             if json:

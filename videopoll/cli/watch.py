@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..model import PassSummary
-from ..ui.board import LiveBoard
 from ..ui.console import Output
 from ..ui.records import PassLog, summary_line
 from .options import Json, Limit, LogFormat, Strict, duration
@@ -67,6 +66,7 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
     from rich.console import Group  # the live table's: not loaded for --help
     from rich.live import Live
 
+    from ..ui.board import LiveBoard
     from ..ui.progress import TransferBars, make_progress
     from ..ui.render import board_table, summary_table
 

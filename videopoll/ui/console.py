@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import VideopollError
 from ..model import iso
-from ..reports import Report
 from ..settings import env_file_path, read_env_file, scrub_order, secret_values
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+
+    from ..reports import Report
 
 
 class Scrubber:
