@@ -32,7 +32,7 @@ import pytest
 from videopoll.sandbox import githubapi
 from videopoll.sandbox.github import GitHubStandIn
 from videopoll.sandbox.mp4 import make_mp4, mp4_of_size
-from videopoll.sandbox.server import Fault, Request, Response, StandIn
+from videopoll.sandbox.server import CHUNK, Fault, Request, Response, StandIn
 from videopoll.sandbox.stack import Sandbox
 from videopoll.services.local.schema import parse_ts, ts
 from videopoll.services.local.store import LocalStore
@@ -330,9 +330,9 @@ class ServerKill:
             return self._download(request, k)
         original = request.stream
 
-        def stream() -> Iterator[bytes]:
+        def stream(piece_size: int = CHUNK) -> Iterator[bytes]:
             got = 0
-            for piece in original():
+            for piece in original(piece_size):
                 got += len(piece)
                 if got >= k:
                     self._kill(f"{request.method} {request.path}: {got} bytes received")

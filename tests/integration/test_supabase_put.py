@@ -4,10 +4,13 @@ a crash, and never an object from a stream that fails verification."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import random
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +26,8 @@ from videopoll.errors import (
     Unreachable,
 )
 from videopoll.model import Service, VideoAsset
-from videopoll.sandbox.server import Fault
+from videopoll.sandbox import storage_io
+from videopoll.sandbox.server import Fault, Request
 from videopoll.sandbox.supabase import SupabaseStandIn
 from videopoll.services.http import make_client
 from videopoll.services.supabase import tus
@@ -366,21 +370,22 @@ async def test_a_crash_after_a_save_less_stretch_resumes_from_the_servers_offset
 
 
 class Gated(httpx.AsyncBaseTransport):
-    """Holds the first PATCH until `ready()` (the reading got ahead), and notes how many
-    bytes the client held (read from the stream, not yet accepted) whenever it asks."""
+    """Holds the first PATCH's answer (its body is sent) until `ready()` (the reading got
+    ahead), and notes how many bytes the client held (read from the stream, not yet accepted)
+    whenever it asks."""
 
     def __init__(self, ready: Callable[[], bool]) -> None:
         self.inner, self.ready = httpx.AsyncHTTPTransport(), ready
         self.accepted, self.patches = 0, 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
         if request.method == "PATCH":
             self.patches += 1
             for _ in range(500):  # at most 5 s: a reader that never gets ahead fails the test
                 if self.patches > 1 or self.ready():
                     break
                 await asyncio.sleep(0.01)
-        response = await self.inner.handle_async_request(request)
         if request.method == "PATCH" and response.status_code == 204:
             self.accepted = int(response.headers["Upload-Offset"])
         return response
@@ -409,3 +414,112 @@ async def test_reading_runs_one_chunk_ahead_and_no_further(supa: SupabaseStandIn
     assert max(held) > CHUNK + piece  # the first PATCH waited while a second chunk was read
     assert max(held) <= 2 * CHUNK + piece
     assert sum(n for _, _, n in supa.tus_log) == len(data)
+
+
+class Watched(httpx.AsyncBaseTransport):
+    """Before each PATCH body leaves, gives the event loop turns in which a client that reads
+    ahead at once would read, and notes how far the reading had got: (PATCH offset, bytes
+    read then)."""
+
+    def __init__(self, pulled: Callable[[], int]) -> None:
+        self.inner, self.pulled = httpx.AsyncHTTPTransport(), pulled
+        self.seen: list[tuple[int, int]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            request.stream = _Held(request.stream, self,  # type: ignore[arg-type]
+                                   int(request.headers["Upload-Offset"]))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _Held(httpx.AsyncByteStream):
+    def __init__(self, body: httpx.AsyncByteStream, watch: Watched, at: int) -> None:
+        self.body, self.watch, self.at = body, watch, at
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(50):
+            await asyncio.sleep(0)
+        self.watch.seen.append((self.at, self.watch.pulled()))
+        async for part in self.body:
+            yield part
+
+
+async def test_the_next_chunk_is_read_once_this_chunk_is_sent(supa: SupabaseStandIn) -> None:
+    """The read-ahead starts once a PATCH body has gone: run beside it on the one event loop,
+    it delayed the PATCH on the upload's critical path. Every byte still goes once."""
+    piece = 256 * 1024
+    data, saves, pulled = blob(5 * CHUNK + 9, seed=26), Saves(), 0
+
+    async def counted() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        async for part in verified(data, piece=piece):
+            pulled += len(part)
+            yield part
+
+    watch = Watched(lambda: pulled)
+    async with make_client(Service.STORE, supa.url, calls=Counter(), transport=watch) as http:
+        await tus_upload(http, supa, counted(), size=len(data), digest="d", saves=saves)
+        assert await stored(http, supa, "videos/l1/tus.mp4") == data
+    assert [at for at, _ in watch.seen] == [i * CHUNK for i in range(6)]
+    # when a PATCH body leaves, nothing past its chunk (and the piece that completed it)
+    assert all(got <= at + CHUNK + piece for at, got in watch.seen), watch.seen
+    assert sum(n for _, _, n in supa.tus_log) == len(data)
+
+
+async def test_the_stand_in_hashes_a_tus_upload_once_as_it_arrives(
+        supa: SupabaseStandIn, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last PATCH commits with the hashes fed while the chunks landed: the file is not read
+    again (it was: 1 GiB hashed inside one PATCH), and the recorded sha256 is still the
+    object's."""
+    reads: list[object] = []
+    original = storage_io.digest_file
+
+    def digest_file(path: Path) -> tuple[str, str]:
+        reads.append(path)
+        return original(path)
+
+    monkeypatch.setattr(storage_io, "digest_file", digest_file)
+    data = blob(3 * CHUNK + 5, seed=27)
+    await tus_upload(http, supa, verified(data), size=len(data), digest="d", saves=Saves())
+    assert reads == []
+    assert supa.write_log[-1].sha256 == hashlib.sha256(data).hexdigest()
+    assert await stored(http, supa, "videos/l1/tus.mp4") == data
+
+
+def test_a_patch_pays_its_latency_after_its_body(supa: SupabaseStandIn,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in's latency for a PATCH starts when its body is in (as on a network, where
+    the body travels while the latency runs), once per request; other requests pay it first."""
+    slept: list[tuple[str, int]] = []  # (route, PATCH bytes the stand-in had read by then)
+    read = [0]
+    original_body = Request._body
+
+    def body(self: Request, piece_size: int) -> Iterator[bytes]:
+        for piece in original_body(self, piece_size):
+            read[0] += len(piece)
+            yield piece
+
+    monkeypatch.setattr(Request, "_body", body)
+    # time.sleep is the stand-in's latency (and nothing else this test runs sleeps)
+    monkeypatch.setattr(time, "sleep", lambda s: slept.append(("sleep", read[0])))
+    monkeypatch.setattr(supa, "latency", 0.01)
+    client = httpx.Client(base_url=f"{supa.url}/storage/v1", timeout=30)
+    key = {"apikey": supa.service_key, "Authorization": f"Bearer {supa.service_key}",
+           "Tus-Resumable": "1.0.0"}
+    meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in
+                    {"bucketName": BUCKET, "objectName": "videos/l1/lat.mp4"}.items())
+    created = client.post("/upload/resumable", headers={
+        **key, "Upload-Length": str(CHUNK + 3), "Upload-Metadata": meta})
+    assert created.status_code == 201 and slept == [("sleep", 0)]
+    url = created.headers["Location"]
+    patch = {**key, "Content-Type": "application/offset+octet-stream"}
+    assert client.patch(url, content=b"x" * CHUNK, headers={
+        **patch, "Upload-Offset": "0"}).status_code == 204
+    assert slept[1:] == [("sleep", CHUNK)]  # once, after the whole body
+    assert client.patch(url, content=b"y" * 3, headers={  # a wrong offset: 409, after latency
+        **patch, "Upload-Offset": "1"}).status_code == 409
+    assert slept[2:] == [("sleep", CHUNK + 3)]
+    client.close()

@@ -25,9 +25,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 CHUNK = 64 * 1024
 
 
-def _read_exactly(rfile: Any, remaining: int) -> Iterator[bytes]:
+def _read_exactly(rfile: Any, remaining: int, piece_size: int = CHUNK) -> Iterator[bytes]:
     while remaining:
-        piece = rfile.read(min(CHUNK, remaining))
+        piece = rfile.read(min(piece_size, remaining))
         if not piece:
             raise ConnectionError("client closed mid-body")
         remaining -= len(piece)
@@ -50,6 +50,9 @@ class Request:
         self.params = params
         self.client: str = handler.client_address[0]  # the caller's address, for rate limits
         self._consumed = False
+        # The injected latency still owed, when the route takes it after the body (see
+        # StandIn.route): slept once the body has been read to its end, before the answer.
+        self.latency_due = 0.0
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -59,11 +62,20 @@ class Request:
         value = self.headers.get(name)
         return default if value is None else str(value)
 
-    def stream(self) -> Iterator[bytes]:
-        """The request body in pieces (Content-Length or chunked)."""
+    def stream(self, piece_size: int = CHUNK) -> Iterator[bytes]:
+        """The request body in pieces of at most `piece_size` (Content-Length or chunked)."""
         if self._consumed:
             return
         self._consumed = True
+        yield from self._body(piece_size)
+        self.pay_latency()
+
+    def pay_latency(self) -> None:
+        if self.latency_due:
+            time.sleep(self.latency_due)
+            self.latency_due = 0.0
+
+    def _body(self, piece_size: int) -> Iterator[bytes]:
         rfile = self._handler.rfile
         if (self.header("Transfer-Encoding") or "").lower() == "chunked":
             while True:
@@ -73,10 +85,10 @@ class Request:
                     while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass
                     return
-                yield from _read_exactly(rfile, size)
+                yield from _read_exactly(rfile, size, piece_size)
                 rfile.readline(3)
         else:
-            yield from _read_exactly(rfile, int(self.header("Content-Length") or 0))
+            yield from _read_exactly(rfile, int(self.header("Content-Length") or 0), piece_size)
 
     def body(self) -> bytes:
         return b"".join(self.stream())
@@ -156,13 +168,22 @@ class StandIn:
         self.log: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
         self.faults: dict[str, list[Fault]] = {}
         self.lock = threading.RLock()
-        self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
+        self._routes: list[tuple[str, re.Pattern[str], str, Handler, bool]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- wiring -----------------------------------------------------------------------------
-    def route(self, method: str, pattern: str, name: str, handler: Handler) -> None:
-        self._routes.append((method, re.compile(pattern + r"\Z"), name, handler))
+    def route(self, method: str, pattern: str, name: str, handler: Handler, *,
+              latency_after_body: bool = False) -> None:
+        """`latency_after_body`: the injected latency starts once the request body has been
+        read rather than when its headers arrive, so the client's upload streams into the
+        server meanwhile instead of waiting in socket buffers and being read after the
+        latency. On a network the body travels while the latency runs, and the answer comes
+        a round trip after the last byte left: that is what this measures (the time to send
+        the body, then the latency), where latency-first added the stand-in's own reading
+        and writing of the body on top."""
+        self._routes.append((method, re.compile(pattern + r"\Z"), name, handler,
+                             latency_after_body))
 
     @property
     def url(self) -> str:
@@ -254,14 +275,12 @@ def _make_handler(app: StandIn) -> type[BaseHTTPRequestHandler]:
             return None
 
         def _dispatch(self) -> None:
-            if app.latency:
-                time.sleep(app.latency)
             path = urlsplit(self.path).path
-            route_name, handler, params = "?", None, {}
-            for method, pattern, name, fn in app._routes:
+            route_name, handler, params, after_body = "?", None, {}, False
+            for method, pattern, name, fn, late in app._routes:
                 match = pattern.match(path)
                 if match and method == self.command:
-                    route_name, handler, params = name, fn, match.groupdict()
+                    route_name, handler, params, after_body = name, fn, match.groupdict(), late
                     break
                 if match and route_name == "?":
                     route_name = "405"
@@ -270,6 +289,10 @@ def _make_handler(app: StandIn) -> type[BaseHTTPRequestHandler]:
                 app.counts[route_name] += 1
                 app.log.append((self.command, self.path, dict(self.headers.items())))
             fault = app.fault_for(route_name, self.path) if handler else None
+            if after_body and fault is None:
+                request.latency_due = app.latency
+            elif app.latency:  # an injected fault keeps the plain order: latency, then it
+                time.sleep(app.latency)
             try:
                 if fault is not None and fault.kind in ("status", "reset", "timeout", "html"):
                     response = self._generic_fault(fault, request)
@@ -279,6 +302,7 @@ def _make_handler(app: StandIn) -> type[BaseHTTPRequestHandler]:
                     response = app.before(request) or (
                         handler(request) if handler else app.not_found(request))
                 request.drain()
+                request.pay_latency()  # a handler that answered without reading the body
                 if fault is not None and fault.kind in ("slow", "short", "corrupt"):
                     self._send_faulty(response, fault)
                 else:

@@ -184,11 +184,13 @@ def digest_file(path: Path) -> tuple[str, str]:
 
 
 def commit(app: SupabaseStandIn, claims: dict[str, Any], bucket: str, name: str, src: Path,
-           *, upsert: bool, content_type: str, cache_control: str, via: str) -> str:
+           *, upsert: bool, content_type: str, cache_control: str, via: str,
+           digests: tuple[str, str] | None = None) -> str:
     """Make `src` the object: its metadata row (as the caller, so RLS applies) and the file
-    move happen under the row lock, so racing writers of one key queue up."""
+    move happen under the row lock, so racing writers of one key queue up. `digests`
+    (sha256, md5) when the caller hashed the bytes as they arrived; else `src` is read."""
     size = src.stat().st_size
-    sha, md5 = digest_file(src)
+    sha, md5 = digests or digest_file(src)
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     metadata = {"eTag": f'"{md5}"', "size": size, "mimetype": content_type,
                 "cacheControl": cache_control, "lastModified": now, "contentLength": size,

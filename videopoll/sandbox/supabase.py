@@ -23,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,9 @@ class SupabaseStandIn(StandIn):
         self.tus_received: Counter[str] = Counter()
         self.tus_log: list[tuple[str, int, int]] = []  # (key, offset, length) of each PATCH
         self.uploads: dict[str, storage_tus.Upload] = {}
+        # One thread writes and hashes what TUS PATCHes receive (storage_tus._store), so in
+        # order per upload.
+        self.tus_storing = ThreadPoolExecutor(1, thread_name_prefix="tus-store")
         self.service_key = self.make_key("service_role")
         self.anon_key = self.make_key("anon")
         postgrest.register(self)
@@ -204,6 +208,7 @@ class SupabaseStandIn(StandIn):
     def stop(self) -> None:
         super().stop()
         self.pool.close()
+        self.tus_storing.shutdown(wait=False, cancel_futures=True)
 
     def record_write(self, key: str, sha256: str, size: int, via: str) -> None:
         with self.lock:

@@ -142,9 +142,12 @@ class TusClient:
                                 service=SERVICE)
         return int(raw)
 
-    async def patch(self, url: str, offset: int, data: bytes | bytearray) -> int:
-        """Append `data` at `offset`; returns the server's new offset."""
-        response = await self._send("PATCH", url, "upload chunk", content=_pieces(data), headers={
+    async def patch(self, url: str, offset: int, data: bytes,
+                    sent: asyncio.Event | None = None) -> int:
+        """Append `data` at `offset`; returns the server's new offset. `sent` is set once the
+        body has gone to the connection (all but the transport's last 64 KiB in the kernel)."""
+        response = await self._send("PATCH", url, "upload chunk", content=_body(data, sent),
+                                    headers={
             "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
             "Content-Length": str(len(data))})
         if response.status_code != 204:
@@ -316,16 +319,30 @@ class _Pipeline:
             self._opening = None
         await self._settle_patch()
         at, self.end = self.end, self.end + len(data)
-        self._patch = asyncio.ensure_future(self._put(at, data))
+        sent = asyncio.Event()
+        self._patch = asyncio.ensure_future(self._put(at, data, sent))
+        # Read on only once this chunk is on its way. The PATCH is what the upload waits for;
+        # the next chunk's download and verification run on the same event loop, and started
+        # at once they delayed this PATCH's headers and body by several ms a chunk. The next
+        # chunk is still ready long before this one is answered (a round trip later).
+        await _until_sent(sent, self._patch)
 
-    async def _put(self, at: int, data: bytes) -> tuple[int, str]:
+    async def _put(self, at: int, data: bytes, sent: asyncio.Event) -> tuple[int, str]:
         # The prefix hash runs on a worker thread (hashlib drops the GIL) beside the PATCH,
-        # not on the event loop after it; a PATCH that fails spoils the hasher, which is then
-        # never used again (nothing more is sent, and the last good prefix is kept).
+        # not on the event loop after it, and once the body is sent, not competing with
+        # sending it; a PATCH that fails spoils the hasher, which is then never used again
+        # (nothing more is sent, and the last good prefix is kept).
+        patching = asyncio.ensure_future(self.tus.patch(self.url, at, data, sent))
+        try:
+            await _until_sent(sent, patching)
+        except BaseException:
+            patching.cancel()
+            raise
         hashing = asyncio.ensure_future(asyncio.to_thread(self.hasher.update, data))
         try:
-            offset = await self.tus.patch(self.url, at, data)
+            offset = await patching
         except BaseException:
+            patching.cancel()
             await asyncio.wait([hashing])
             raise
         await hashing
@@ -420,8 +437,21 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         yield piece
 
 
-async def _pieces(data: bytes | bytearray) -> AsyncIterator[bytes]:
-    """A request body in 256 KiB copies: httpx keeps requests in reference cycles that only
-    the garbage collector frees, so handing it the 6 MiB chunk itself lets several pile up."""
-    for start in range(0, len(data), 256 * 1024):
-        yield bytes(memoryview(data)[start:start + 256 * 1024])
+async def _until_sent(sent: asyncio.Event, patch: asyncio.Future[Any]) -> None:
+    """Until `sent` is set or `patch` is over (a PATCH that failed before its body left)."""
+    waiter = asyncio.ensure_future(sent.wait())
+    try:
+        await asyncio.wait([waiter, patch], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+
+
+async def _body(data: bytes, sent: asyncio.Event | None) -> AsyncIterator[bytes]:
+    """A PATCH body: the chunk in one piece (one write; cut in 256 KiB pieces it took an event
+    loop turn per piece, each waiting behind the download's work), then `sent` is set. Handed
+    to httpx as a generator, not as `bytes`: httpx keeps requests in reference cycles that
+    only the garbage collector frees, and a finished generator no longer holds the chunk, so
+    6 MiB chunks do not pile up."""
+    yield data
+    if sent is not None:
+        sent.set()
