@@ -122,7 +122,7 @@ async def _agent_error_state(state_events: list[dict[str, Any]],
             assert state is not None and state.unexplained and state.state is X
             assert asked == ["batch"]  # the lookup waits for explain()
             state = await agent.explain("a" * 32, state)
-    assert not state.unexplained
+    assert state is not None and not state.unexplained
     return state, asked
 
 
