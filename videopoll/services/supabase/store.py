@@ -129,11 +129,16 @@ class SupabaseStore(Transitions):
 
     async def _rpc(self, fn: str, **args: Any) -> Any:
         """One of the migration's functions, as PostgREST exposes it (POST /rpc/fn)."""
+        return await self._rest_json(self._http.build_request(
+            "POST", f"{self.url}/rest/v1/rpc/{fn}", content=json.dumps(args, default=str),
+            headers={**self._auth, "Content-Type": "application/json",
+                     "Accept": "application/json"}), fn)
+
+    async def _rest_json(self, request: httpx.Request, fn: str) -> Any:
+        """A PostgREST request over raw httpx (no postgrest-py to import on a pass's way),
+        its answer's JSON, its errors read the way postgrest-py reads them."""
         try:
-            response = await self._http.post(
-                f"{self.url}/rest/v1/rpc/{fn}", content=json.dumps(args, default=str),
-                headers={**self._auth, "Content-Type": "application/json",
-                         "Accept": "application/json"})
+            response = await self._http.send(request)
         except httpx.RequestError as exc:
             raise transport_error(exc, Service.STORE, self.url) from exc
         try:
@@ -391,10 +396,14 @@ class SupabaseStore(Transitions):
                                  self.bucket)
 
     async def _saved_upload(self, asset_id: str) -> tus.Saved | None:
-        query = (self._rest.table(BOOKKEEPING)
-                 .select("upload_url,upload_digest,upload_offset,upload_prefix_sha256")
-                 .eq("asset_id", asset_id).limit(1))
-        rows = await self._rows("read upload state", query)
+        rows = await self._rest_json(self._http.build_request(
+            "GET", f"{self.url}/rest/v1/{BOOKKEEPING}", headers={
+                **self._auth, "Accept": "application/json"}, params={
+                "select": "upload_url,upload_digest,upload_offset,upload_prefix_sha256",
+                "asset_id": f"eq.{asset_id}", "limit": "1"}), "read upload state")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ProtocolError("store: read upload state: expected a JSON array of objects",
+                                service=Service.STORE)
         if not rows or not rows[0].get("upload_url"):
             return None
         row = rows[0]
