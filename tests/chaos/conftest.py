@@ -564,7 +564,12 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     else:
         backend = LocalBackend(tmp_path / "home", tmp_path / "world" / "writes.jsonl")
     try:
-        with Sandbox() as sandbox:
+        # A self-hosted server's limiter (10 a second per client), not Cloud's 100 a minute
+        # per key: a chaos run spawns a hundred pollers within a minute, each pacing only
+        # itself, so Cloud's window would be spent by the scenario and starve the recovery
+        # passes the checks wait for; the rate budget has tests of its own
+        # (tests/sandbox/test_watch_budget.py, tests/unit/test_agent_budget.py).
+        with Sandbox(openhands={"rate_limit": "self-hosted"}) as sandbox:
             yield World(sandbox, backend, tmp_path / "world")
     finally:
         backend.close()
