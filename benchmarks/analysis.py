@@ -50,9 +50,10 @@ def _speed(results: Results, target: Target) -> list[str]:
         f"{base:.1f} s is almost all OpenHands round trips ({n} × one status request). "
         f"Of videopoll's traced {seconds:.2f} s pass (see *Where the time goes*), the "
         "request kinds that were in flight longest:", "", *lines, "",
-        "A pass writes its decisions in one batch while GitHub lists the files, so what is "
-        "left is the chain one finished video needs (pending rows → agent states → listing → "
-        "download → upload → ready, each a round trip) and the copies themselves, "
+        "A pass writes its decisions in one batch while GitHub is asked for the files, so "
+        "what is left is the chain one finished video needs (pending rows → agent states → "
+        "its file by path, which brings a file up to 1 MB inline (else the listing, then the "
+        "download) → upload → ready, each a round trip) and the copies themselves, "
         "VIDEOPOLL_CONCURRENCY at a time.", ""]
 
 

@@ -49,6 +49,7 @@ def kind_of(service: str, method: str, path: str) -> str:
             "OpenHands: conversation states (batched)"
     if service == "github":
         for part, name in (("/git/trees/", "tree listing (conditional)"),
+                           ("/contents/", "contents by path (small files inline)"),
                            ("/git/blobs/", "blob download"),
                            ("/lfs/objects/batch", "LFS batch"), ("/lfs/", "LFS object")):
             if part in path:

@@ -18,6 +18,7 @@ Points (see `POINTS`):
   store.put.chunks@K           the store has consumed K chunks and asks for the next
   github.find.before|after     the artifact lookup as a whole
   github.tree.after            a tree answer arrived (the first: the conditional listing by ref)
+  github.contents.after        a contents answer arrived (a file looked up by path)
   github.download.bytes@K      at least K bytes of the download arrived (K=0: before asking)
   local.rename.before|after    the local store's temp-file rename onto the object key
   tus.create|tus.patch.before|after, storage.upload.before|after   Supabase Storage requests
@@ -51,7 +52,8 @@ STORE_WRITES = ("resolve_start", "mark_finished", "mark_generating", "claim", "r
 POINTS = frozenset(
     [f"store.{w}.{p}" for w in (*STORE_WRITES, "save_upload", "put") for p in ("before", "after")]
     + ["store.put.chunks", "github.find.before", "github.find.after", "github.tree.after",
-       "github.download.bytes", "local.rename.before", "local.rename.after",
+       "github.contents.after", "github.download.bytes", "local.rename.before",
+       "local.rename.after",
        "tus.create.before", "tus.create.after", "tus.patch.before", "tus.patch.after",
        "storage.upload.before", "storage.upload.after"])
 _SPEC = re.compile(r"(?P<point>[a-z_.]+)(?:#(?P<n>\d+))?(?:~(?P<match>[^@]+))?(?:@(?P<k>\d+))?")
@@ -198,7 +200,7 @@ def _install_github(trigger: Trigger) -> None:
 
     @functools.wraps(original_get)
     async def get(self: Any, url: str, *, what: str, **headers: str) -> Any:
-        site = "github.tree" if what == "tree" else "github.other"
+        site = f"github.{what}" if what in ("tree", "contents") else "github.other"
         phase = trigger.phase(site, url)
         response = await original_get(self, url, what=what, **headers)
         if phase == "after":

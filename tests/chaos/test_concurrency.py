@@ -3,9 +3,11 @@
 Four `videopoll poll --json` processes start at the same instant over 100 finished videos whose
 files are on GitHub. Every video must be moved exactly once: one object write per key (the
 Supabase stand-in's write counts; on the local store, the launchers' shared write log of every
-rename into the bucket), one blob download per file (the GitHub stand-in's request log), one
-poller reporting it `stored` and the others `skipped` (or not seeing it), and the pollers'
-`processed` adding up to exactly 100. The same holds for a `watch` overlapping cron `poll`s.
+rename into the bucket), at most one blob download per file (the GitHub stand-in's request log;
+a pass that finds at most two files by path gets a small one inline with its contents answer,
+as may a poller that then loses the claim, so those reads are not downloads), one poller
+reporting it `stored` and the others `skipped` (or not seeing it), and the pollers' `processed`
+adding up to exactly 100. The same holds for a `watch` overlapping cron `poll`s.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def _check_exactly_once(world: World, videos: list[Video],
     assert {v.key: writes[v.key] for v in videos} == {v.key: 1 for v in videos}, \
         "an object was written more than once"
     downloads = world.blob_downloads()
-    assert {v.blob: downloads[v.blob] for v in videos} == {v.blob: 1 for v in videos}, \
+    assert all(downloads[v.blob] <= 1 for v in videos), \
         "a file was downloaded from GitHub more than once"
     return per_process
 
@@ -112,7 +114,7 @@ def test_four_pollers_move_each_video_exactly_once(world: World, state: str,
             f"{state} videos: checked {[s[0]['checked'] for s in summaries]}, stored "
             f"{[per_process[i] for i in range(POLLERS)]} (sum "
             f"{sum(per_process.values())}); object writes per video 1, blob downloads per "
-            f"video 1; lost 0, doubled 0, wrongly failed 0")
+            f"video at most 1; lost 0, doubled 0, wrongly failed 0")
 
 
 

@@ -2,10 +2,12 @@
 
 Each kill point gets a round of its own: two finished videos (A, a 47 kB clip; B, a few MiB —
 over the 6 MiB TUS threshold on Supabase) and one row whose agent failed (F), committed on
-the GitHub stand-in in one commit. A poller process is killed at the chosen point; fresh
+the GitHub stand-in in one commit. Two files are looked up by path: A comes inline with its
+contents answer, B by blob download; the tree listing's point gets a third finished clip (C)
+so that its pass lists the tree instead. A poller process is killed at the chosen point; fresh
 pollers then run (each once the dead poller's 1 s lease ran out) until nothing is pending.
-Then: A and B are `ready` with exactly their bytes, F is `failed` with the agent's reason,
-every object write (whoever made it) carried the source's bytes, no other object exists, and
+Then: A and B (and C) are `ready` with exactly their bytes, F is `failed` with the agent's
+reason, every object write (whoever made it) carried the source's bytes, no other object exists, and
 the pollers left no temp file behind.
 
 The points are drawn by `random.Random(seed)` from a catalogue covering the GitHub listing,
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from videopoll.sandbox.githubapi import INLINE_MAX
 from videopoll.sandbox.server import Fault
 
 from .conftest import Figures, ServerKill, Video, World
@@ -54,15 +57,17 @@ class Template:
     streams: bool = False  # draws K
     setup: str = ""  # "short": a broken download of the target; "slow": a slow one
     store: str = ""  # "" both, else only this store
+    listed: bool = False  # a third finished video: more than BY_PATH_MAX, the tree listing
 
 
 def _catalogue() -> list[Template]:
     entries = [
         Template("github.find.before", "listing"),
-        Template("github.tree.after", "listing"),
+        Template("github.tree.after", "listing", listed=True),
+        Template("github.contents.after", "listing", "AB"),
         Template("github.find.after", "listing"),
         Template("github.download.bytes", "download", "AB", streams=True),
-        Template("server.blob.bytes", "download", "AB", streams=True),
+        Template("server.blob.bytes", "download", "B", streams=True),  # A comes inline
         Template("store.put.chunks", "upload", "AB", streams=True),
         Template("store.put.before", "upload", "AB"),
         Template("store.put.after", "upload", "AB"),
@@ -83,7 +88,8 @@ def _catalogue() -> list[Template]:
             Template(f"store.mark_finished.{phase}", "db", "AB"),
             Template(f"store.claim.{phase}", "db", "AB"),
             Template(f"store.mark_ready.{phase}", "db", "AB"),
-            Template(f"store.set_state.{phase}", "db"),
+            # The listing's cache is the state a pass writes; lookups by path write none.
+            Template(f"store.set_state.{phase}", "db", listed=True),
             Template(f"store.mark_failed.{phase}", "db", "F"),
             Template(f"store.record_error.{phase}", "db", "AB", setup="short"),
             Template(f"store.release.{phase}", "db", "AB", setup="short"),
@@ -178,6 +184,18 @@ class Tally:
         return "  by point: " + ", ".join(f"{p} {n}" for p, n in sorted(self.points.items()))
 
 
+def _break(world: World, video: Video, kind: str, delay: float = 0.0) -> None:
+    """One failed transfer attempt of `video`: its blob download broken (`kind`), or for A,
+    whose bytes come inline with the contents answer, those bytes wrong (same size)."""
+    if video.data is not None and len(video.data) <= INLINE_MAX and not video.lfs:
+        assert kind == "short", "A's bytes come inline: they can be wrong, not slow"
+        world.sandbox.github.inject("contents", Fault("wrong_bytes", times=1,
+                                                      match=video.path))
+    else:
+        world.sandbox.github.inject("blobs", Fault(kind, delay=delay, times=1,
+                                                   match=video.blob))
+
+
 def _arm(world: World, point: Point, videos: dict[str, Video]) -> tuple[str | None,
                                                                           ServerKill | None]:
     """Switch on the round's faults; the launcher's --kill-at, or the stand-in that kills."""
@@ -185,14 +203,12 @@ def _arm(world: World, point: Point, videos: dict[str, Video]) -> tuple[str | No
     target = videos.get(point.target)
     if t.setup and target is not None:
         # "slow": 2 s for the body, so the 1 s lease is renewed a few times meanwhile.
-        delay = 2.0 if t.setup == "slow" else 0.0
-        world.sandbox.github.inject("blobs", Fault(t.setup, delay=delay, times=1,
-                                                   match=target.blob))
+        _break(world, target, t.setup, 2.0 if t.setup == "slow" else 0.0)
     if point.noise:
         other = videos["A" if point.target == "B" else "B"]
         if point.target not in ("A", "B"):
             other = videos[random.Random(str(point)).choice("AB")]
-        world.sandbox.github.inject("blobs", Fault("short", times=1, match=other.blob))
+        _break(world, other, "short")
     if t.point.startswith("server."):
         assert target is not None
         if t.point == "server.blob.bytes":
@@ -208,7 +224,7 @@ def _arm(world: World, point: Point, videos: dict[str, Video]) -> tuple[str | No
         match = target.key
     elif target is not None and t.point.startswith("local.rename"):
         match = target.key
-    elif target is not None and t.point == "github.download.bytes":
+    elif target is not None and t.point in ("github.download.bytes", "github.contents.after"):
         match = target.path
     elif target is not None and t.point.startswith("store.") and \
             t.point.split(".")[1] not in ("set_state", "save_upload"):
@@ -242,9 +258,10 @@ def crash_rounds(world: World, seed: int, count: int, report: Callable[[str], No
     for index, point in enumerate(points, 1):
         if only and index not in only:
             continue
-        a, b, f = world.add_videos([CLIP, SIZES[store]], failing=1,
-                                   lfs=frozenset({1}) if point.lfs else frozenset())
-        videos = {"A": a, "B": b, "F": f}
+        extra = [CLIP] if point.template.listed else []
+        a, b, *c, f = world.add_videos([CLIP, SIZES[store], *extra], failing=1,
+                                       lfs=frozenset({1}) if point.lfs else frozenset())
+        videos = {"A": a, "B": b, "F": f, **({"C": c[0]} if c else {})}
         spec, server = _arm(world, point, videos)
         category = point.template.category
         tally.tried[category] += 1
@@ -267,7 +284,7 @@ def crash_rounds(world: World, seed: int, count: int, report: Callable[[str], No
         tally.points[point.template.point] += 1
         recovery = world.recover()
         tally.errors += sum(1 for r in recovery if r.code != 0)
-        figures = world.check([a, b, f])
+        figures = world.check(list(videos.values()))
         tally.figures.merge(figures)
         problems = figures.lost + figures.doubled + figures.wrongly_failed + figures.not_failed
         assert not problems, f"{where} [{detail}]: {problems}\n" + "\n".join(

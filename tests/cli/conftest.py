@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from videopoll.cli import run
-from videopoll.sandbox.mp4 import make_mp4
+from videopoll.sandbox.githubapi import INLINE_MAX
+from videopoll.sandbox.mp4 import make_mp4, mp4_of_size
 from videopoll.sandbox.stack import Sandbox
 from videopoll.services.local.store import LocalStore
 
@@ -210,4 +211,12 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
 
 @pytest.fixture(scope="session")
 def video() -> bytes:
+    """A short clip (47 kB): GitHub's contents answer carries it inline, so a pass that
+    finds it by path reads it with that one request."""
     return make_mp4("a lesson")
+
+
+@pytest.fixture(scope="session")
+def large_video() -> bytes:
+    """Over the contents API's 1 MB inline limit: its bytes come by blob download."""
+    return mp4_of_size(2 * INLINE_MAX + 4321, "a longer lesson")

@@ -55,12 +55,19 @@ def test_invalid_json_from_openhands_defers_the_pass(stack: Stack) -> None:
     assert stack.seed.row(asset)["status"] == "generating"
 
 
-def test_invalid_json_from_github_defers_the_finished_rows(stack: Stack) -> None:
-    asset, _, _ = stack.video("RUNNING", "finished")
-    stack.sandbox.github.inject("trees", Fault("status", status=200, body=b"{not json"))
+@pytest.mark.parametrize(("rows", "route"), [(1, "contents"), (3, "trees")])
+def test_invalid_json_from_github_defers_the_finished_rows(stack: Stack, rows: int,
+                                                           route: str) -> None:
+    """One finished row is looked up by path, three by the listing: either answer broken
+    defers them all."""
+    assets = [stack.video("RUNNING", "finished")[0] for _ in range(rows)]
+    stack.sandbox.github.inject(route, Fault("status", status=200, body=b"{not json",
+                                             times=None))
     result = stack.cli("poll", "--json")
-    assert result.code == 1 and result.json["items"][0]["action"] == "deferred"
-    assert stack.seed.row(asset)["status"] == "finished"
+    assert result.code == 1
+    assert [i["action"] for i in result.json["items"]] == ["deferred"] * rows
+    assert all(stack.seed.row(a)["status"] == "finished" for a in assets)
+    assert set(stack.sandbox.github.counts) == {route}
 
 
 def test_unknown_enum_values_keep_generating_with_a_warning(stack: Stack) -> None:

@@ -90,13 +90,13 @@ def test_usage_errors_are_exit_2(stack: Stack) -> None:
     assert stack.cli("no-such-command").code == 2
 
 
-def test_a_401_in_the_middle_of_a_run_ends_it_without_failing_the_video(stack: Stack,
-                                                                        video: bytes) -> None:
-    """The token is revoked between the listing and the download: exit 3, the claim is
+def test_a_401_in_the_middle_of_a_run_ends_it_without_failing_the_video(
+        stack: Stack, large_video: bytes) -> None:
+    """The token is revoked between the lookup and the download: exit 3, the claim is
     released, the row is not failed, and the next run (with a good token) stores it."""
     from videopoll.sandbox.server import Fault
 
-    asset, _, _ = stack.video("RUNNING", "finished", commit=video)
+    asset, _, _ = stack.video("RUNNING", "finished", commit=large_video)  # downloaded by blob
     stack.sandbox.github.inject("blobs", Fault(
         "status", status=401, body=b'{"message":"Bad credentials","status":"401"}'))
     result = stack.cli("poll", "--json")

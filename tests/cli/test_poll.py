@@ -34,9 +34,28 @@ def test_a_finished_video_is_stored(stack: Stack, video: bytes) -> None:
     row = stack.seed.row(asset)
     assert row["status"] == "ready" and row["storage_path"] == stack.key(asset)
     assert stack.seed.object(stack.key(asset)) == video
-    # One conditional listing (the tree by ref name) plus one request per download.
-    assert stack.sandbox.github.counts == {"trees": 1, "blobs": 1}
-    assert summary["calls"]["openhands"] == 1 and summary["calls"]["github"] == 2
+    # Found by path: the contents answer carries the 47 kB clip inline, so finding and
+    # reading it cost one request (no listing, no blob download).
+    assert stack.sandbox.github.counts == {"contents": 1}
+    assert summary["calls"]["openhands"] == 1 and summary["calls"]["github"] == 1
+
+
+def test_a_video_over_1_mb_costs_its_contents_answer_and_a_blob_download(
+        stack: Stack, large_video: bytes) -> None:
+    asset, _, _ = stack.video("RUNNING", "finished", commit=large_video)
+    summary = stack.cli("poll", "--json").json
+    assert summary["processed"] == 1
+    assert stack.seed.object(stack.key(asset)) == large_video
+    assert stack.sandbox.github.counts == {"contents": 1, "blobs": 1}
+    assert summary["calls"]["github"] == 2
+
+
+def test_three_finished_videos_are_found_by_one_listing(stack: Stack, video: bytes) -> None:
+    """Over BY_PATH_MAX files a pass lists the tree once instead of asking for each."""
+    assets = [stack.video("RUNNING", "finished", commit=video)[0] for _ in range(3)]
+    assert stack.cli("poll", "--json").json["processed"] == 3
+    assert all(stack.seed.object(stack.key(a)) == video for a in assets)
+    assert stack.sandbox.github.counts == {"trees": 1, "blobs": 3}
 
 
 def test_git_lfs_videos_come_from_the_lfs_host_without_our_token(stack: Stack,
@@ -65,21 +84,37 @@ def test_300_running_conversations_cost_4_state_requests_and_no_github(stack: St
     assert summary["calls"] == {"openhands": 4, "github": 0, "store": store_calls}
 
 
+def test_a_file_not_pushed_yet_costs_one_404_a_pass(stack: Stack, video: bytes) -> None:
+    asset, _, path = stack.video("RUNNING", "finished")  # finished, but no file yet
+    github = stack.sandbox.github
+    for _ in range(2):
+        summary = stack.cli("poll", "--json").json
+        assert summary["stillGenerating"] == 1 and summary["calls"]["github"] == 1
+        assert github.counts == {"contents": 1} and not github.not_modified
+        github.reset_counts()
+    github.put_file(stack.sandbox.repo, path, video)
+    assert stack.cli("poll", "--json").json["processed"] == 1
+    assert stack.seed.object(stack.key(asset)) == video
+    assert github.counts == {"contents": 1}
+
+
 def test_an_unchanged_repository_costs_one_304_on_the_next_run(stack: Stack) -> None:
-    stack.video("RUNNING", "finished")  # finished, but the file is not there yet
+    for _ in range(3):  # over BY_PATH_MAX: the listing; finished, but no file there yet
+        stack.video("RUNNING", "finished")
     first = stack.cli("poll", "--json").json
-    assert first["stillGenerating"] == 1
+    assert first["stillGenerating"] == 3
     github = stack.sandbox.github
     assert github.counts == {"trees": 1} and not github.not_modified
     github.reset_counts()
     second = stack.cli("poll", "--json").json  # a new Runtime: ETag comes from the store
-    assert second["stillGenerating"] == 1
+    assert second["stillGenerating"] == 3
     assert github.counts == {"trees": 1} and github.not_modified == {"trees": 1}
     assert second["calls"]["github"] == 1
 
 
 def test_a_commit_after_the_304_is_picked_up(stack: Stack, video: bytes) -> None:
-    asset, _, path = stack.video("RUNNING", "finished")
+    rows = [stack.video("RUNNING", "finished") for _ in range(3)]  # listed, not by path
+    asset, _, path = rows[0]
     stack.cli("poll")
     stack.cli("poll")  # answered 304
     github = stack.sandbox.github
@@ -130,8 +165,9 @@ def test_limit_takes_the_oldest(stack: Stack) -> None:
     assert [i["asset_id"] for i in result["items"]] == [first]
 
 
-def test_redirected_downloads_never_carry_our_token_to_the_other_host(stack: Stack,
-                                                                       video: bytes) -> None:
+def test_redirected_downloads_never_carry_our_token_to_the_other_host(
+        stack: Stack, large_video: bytes) -> None:
+    video = large_video  # over 1 MB: downloaded by blob, which is what redirects
     asset, _, _ = stack.video("RUNNING", "finished", commit=video)
     stack.sandbox.github.redirect = 302
     assert stack.cli("poll", "--json").json["processed"] == 1

@@ -124,9 +124,9 @@ def test_tus_redirect_to_another_origin_is_refused(stack: Stack, recorder: Recor
 
 
 def test_github_download_redirect_arrives_without_credentials(
-        stack: Stack, recorder: Recorder, video: bytes) -> None:
+        stack: Stack, recorder: Recorder, large_video: bytes) -> None:
     """A blob download redirected to a CDN on another origin carries no token there."""
-    stack.video("RUNNING", "finished", commit=video)
+    stack.video("RUNNING", "finished", commit=large_video)  # over 1 MB: not inline
     stack.sandbox.github.inject("blobs", redirect_to(recorder))
     stack.cli("poll", "--json")
     assert recorder.total() >= 1

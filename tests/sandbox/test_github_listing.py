@@ -1,12 +1,15 @@
-"""GitHubArtifacts' listing against the GitHub stand-in: request counts, never times.
+"""GitHubArtifacts' lookups against the GitHub stand-in: request counts, never times.
 
-One pass lists the folder with ONE conditional request, `git/trees/{ref}?recursive=1` with
-If-None-Match: 304 (free) while the tree is unchanged, 200 with the new listing when it is not.
+A pass looking for more than BY_PATH_MAX files lists the folder with ONE conditional request,
+`git/trees/{ref}?recursive=1` with If-None-Match: 304 (free) while the tree is unchanged, 200
+with the new listing when it is not. One looking for fewer asks for each by path (contents
+API): a file up to 1 MB is found and read with that one request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 from collections import Counter
@@ -18,11 +21,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from videopoll.errors import ProtocolError, RequestRejected
-from videopoll.model import Service
+from videopoll.engine.verify import check_github_path, verified
+from videopoll.errors import ContentMismatch, ProtocolError, RequestRejected
+from videopoll.model import ArtifactRef, Service
 from videopoll.sandbox import gitdata
+from videopoll.sandbox.gitdata import Entry
 from videopoll.sandbox.github import GitHubStandIn
-from videopoll.services.github import GitHubArtifacts, github_headers, repeatable
+from videopoll.sandbox.githubapi import INLINE_MAX
+from videopoll.sandbox.mp4 import mp4_of_size
+from videopoll.sandbox.server import Fault
+from videopoll.services.github import BY_PATH_MAX, GitHubArtifacts, github_headers, repeatable
 from videopoll.services.http import make_client
 
 TOKEN, REPO = "ghp_listing", "acme/videos"
@@ -330,3 +338,266 @@ def apply(gh: GitHubStandIn, repo: str, files: dict[str, bytes], push: Push) -> 
             gh.remove_file(repo, path)
             del files[path]
 
+
+
+# -- a few files by path ---------------------------------------------------------------------------
+async def read(artifacts: GitHubArtifacts, ref: ArtifactRef) -> bytes:
+    """What the engine stores: open()'s bytes through the same verification."""
+    return b"".join([piece async for piece in verified(artifacts.open(ref), ref)])
+
+
+def clip(size: int, label: str = "") -> bytes:
+    return mp4_of_size(size, label)
+
+
+async def test_a_small_file_is_found_and_read_with_one_request(gh: GitHubStandIn) -> None:
+    data = clip(47_000)
+    sha = gh.put_file(REPO, "videos/l1/a.mp4", data)
+    state, seen = JsonState(), Requests(gh)
+    artifacts = source(gh, state)
+    found = await artifacts.find(["videos/l1/a.mp4"])
+    ref = ArtifactRef("videos/l1/a.mp4", sha, len(data))
+    assert found == {"videos/l1/a.mp4": ref}
+    assert seen.take() == (Counter(contents=1), Counter())
+    assert await read(artifacts, ref) == data
+    assert seen.take() == (Counter(), Counter())  # the bytes came with the contents answer
+    assert state.values == {}  # no listing was made, so nothing of it is cached
+    # Served once, then dropped: another open() downloads the blob.
+    assert await read(artifacts, ref) == data
+    assert seen.take() == (Counter(blobs=1), Counter())
+
+
+async def test_kept_bytes_are_dropped_by_the_next_lookup(gh: GitHubStandIn) -> None:
+    """A row found but never claimed leaves nothing behind once the next pass looks."""
+    data = clip(5000)
+    gh.put_file(REPO, "videos/a.mp4", data)
+    artifacts = source(gh, JsonState())
+    ref = (await artifacts.find(["videos/a.mp4"]))["videos/a.mp4"]
+    assert ref is not None
+    await artifacts.find(["videos/other.mp4"])
+    seen = Requests(gh)
+    assert await read(artifacts, ref) == data
+    assert seen.take() == (Counter(blobs=1), Counter())
+
+
+async def test_a_file_over_1_mb_costs_its_contents_answer_and_a_blob(gh: GitHubStandIn) -> None:
+    data = clip(2 * INLINE_MAX)
+    sha = gh.put_file(REPO, "videos/big.mp4", data)
+    seen = Requests(gh)
+    artifacts = source(gh, JsonState())
+    ref = (await artifacts.find(["videos/big.mp4"]))["videos/big.mp4"]
+    assert ref == ArtifactRef("videos/big.mp4", sha, len(data))
+    assert await read(artifacts, ref) == data
+    assert seen.take() == (Counter(contents=1, blobs=1), Counter())
+
+
+async def test_an_lfs_pointer_by_path(gh: GitHubStandIn) -> None:
+    data = clip(30_000)
+    sha = gh.put_file(REPO, "videos/lfs.mp4", data, lfs=True)
+    seen = Requests(gh)
+    artifacts = source(gh, JsonState())
+    ref = (await artifacts.find(["videos/lfs.mp4"]))["videos/lfs.mp4"]
+    assert ref == ArtifactRef("videos/lfs.mp4", sha, len(data),
+                              lfs_oid=hashlib.sha256(data).hexdigest())
+    assert await read(artifacts, ref) == data
+    assert seen.take() == (Counter(contents=1, lfs_batch=1), Counter())
+    assert gh.objects.counts["lfs_object"] == 1
+
+
+async def test_a_path_not_pushed_yet_is_none_for_one_404(gh: GitHubStandIn) -> None:
+    gh.put_files(REPO, FILES)
+    seen = Requests(gh)
+    artifacts = source(gh, JsonState())
+    assert await artifacts.find(["videos/l1/none.mp4"]) == {"videos/l1/none.mp4": None}
+    assert seen.take() == (Counter(contents=1), Counter())
+
+
+async def test_an_empty_repository_has_nothing_yet(gh: GitHubStandIn) -> None:
+    gh.add_repo("acme/empty", empty=True)
+    gh.grant(TOKEN, "acme/empty")
+    artifacts = source(gh, JsonState(), repo="acme/empty")
+    assert await artifacts.find(["videos/a.mp4"]) == {"videos/a.mp4": None}
+
+
+async def test_an_unknown_ref_by_path_is_not_found_as_by_the_listing(gh: GitHubStandIn) -> None:
+    gh.put_files(REPO, FILES)
+    artifacts = source(gh, JsonState(), ref="no-such-branch")
+    with pytest.raises(RequestRejected) as caught:
+        await artifacts.find(["videos/l1/a.mp4"])
+    assert caught.value.status == 404 and f"{REPO}@no-such-branch not found" in \
+        caught.value.message
+
+
+async def test_three_paths_take_the_listing(gh: GitHubStandIn) -> None:
+    gh.put_files(REPO, FILES)
+    seen = Requests(gh)
+    artifacts = source(gh, JsonState())
+    wanted = ["videos/l1/a.mp4", "videos/l1/b.mp4", "videos/l2/c.mp4"]
+    found = await artifacts.find(wanted)
+    assert {p: (r.sha, r.size) if r else None for p, r in found.items()} == expected(FILES)
+    assert seen.take() == (Counter(trees=1), Counter())
+    # The same path twice is one path.
+    await artifacts.find(["videos/l1/a.mp4", "videos/l1/a.mp4", "videos/l1/b.mp4"])
+    assert seen.take() == (Counter(contents=2), Counter())
+
+
+async def test_two_paths_are_asked_for_at_once(gh: GitHubStandIn) -> None:
+    """Neither contents request is answered until both were sent (no timing involved)."""
+    gh.put_files(REPO, FILES)
+    both = asyncio.Event()
+    arrived = 0
+
+    class Together(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            nonlocal arrived
+            if "/contents/" in request.url.path:
+                arrived += 1
+                if arrived == 2:
+                    both.set()
+                await asyncio.wait_for(both.wait(), 10)  # one at a time would stop here
+            return await self.inner.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    artifacts = source(gh, JsonState(), transport=Together())
+    found = await artifacts.find(["videos/l1/a.mp4", "videos/l2/c.mp4"])
+    assert [r.size if r else None for r in found.values()] == [2000, 1500]
+
+
+async def test_a_path_that_needs_quoting(gh: GitHubStandIn) -> None:
+    path = "videos/l#1/a?b&c=d+e;f.mp4"  # every character check_github_path lets through
+    check_github_path(path, "videos")
+    data = clip(3000)
+    gh.put_files(REPO, {path: data, "videos/l": b"not it"})
+    artifacts = source(gh, JsonState(), ref="feature/x#1")
+    gh.put_file(REPO, path, data, branch="feature/x#1")
+    gh.log.clear()
+    ref = (await artifacts.find([path]))[path]
+    assert ref is not None and await read(artifacts, ref) == data
+    (sent,) = [p for _, p, _ in gh.log]
+    assert sent == (f"/repos/{REPO}/contents/videos/l%231/a%3Fb%26c%3Dd%2Be%3Bf.mp4"
+                    "?ref=feature%2Fx%231")
+
+
+async def test_wrong_inline_bytes_fail_verification(gh: GitHubStandIn) -> None:
+    data = clip(20_000)
+    gh.put_file(REPO, "videos/a.mp4", data)
+    gh.inject("contents", Fault("wrong_bytes"))
+    artifacts = source(gh, JsonState())
+    ref = (await artifacts.find(["videos/a.mp4"]))["videos/a.mp4"]
+    assert ref is not None and ref.sha == gitdata.blob_sha(data)
+    with pytest.raises(ContentMismatch, match="do not match"):
+        await read(artifacts, ref)
+    assert await read(artifacts, ref) == data  # the retry downloads the blob
+
+
+async def test_a_directory_or_submodule_is_settled_by_the_listing(gh: GitHubStandIn) -> None:
+    """What the listing says for them (no file there), at the cost of one more request."""
+    gh.put_files(REPO, {"videos/d.mp4/inner.mp4": b"x" * 100})
+    with gh.lock:
+        repo = gh.repos[REPO]
+        repo.commit({"videos/sub.mp4": Entry("160000", "commit", "c" * 40)}, "main", 0)
+    seen = Requests(gh)
+    artifacts = source(gh, JsonState())
+    assert await artifacts.find(["videos/d.mp4", "videos/sub.mp4"]) == {
+        "videos/d.mp4": None, "videos/sub.mp4": None}
+    assert seen.take() == (Counter(contents=2, trees=1), Counter())
+
+
+def contents_answer(path: str, **fields: Any) -> dict[str, Any]:
+    data = clip(1000)
+    return {"type": "file", "path": path, "sha": gitdata.blob_sha(data), "size": len(data),
+            "content": gitdata.b64_lines(data).decode(), "encoding": "base64", **fields}
+
+
+async def test_a_followed_symlink_is_settled_by_the_listing(gh: GitHubStandIn) -> None:
+    """GitHub answers a symlink to a file with that file (its own path); the listing lists
+    the link itself, so the listing decides, as it would with three files to find."""
+    gh.put_files(REPO, FILES)
+    listed = Counter[str]()
+    inner = httpx.AsyncHTTPTransport()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if "/contents/" in request.url.path:
+            return httpx.Response(200, json=contents_answer("videos/elsewhere.mp4"))
+        listed[request.url.path] += 1
+        return await inner.handle_async_request(request)
+
+    artifacts = source(gh, JsonState(), transport=httpx.MockTransport(answer))
+    try:
+        found = await artifacts.find(["videos/l1/a.mp4"])
+    finally:
+        await inner.aclose()
+    assert found == {"videos/l1/a.mp4": ArtifactRef("videos/l1/a.mp4",
+                                                    gitdata.blob_sha(b"a" * 2000), 2000)}
+    assert list(listed) == [f"/repos/{REPO}/git/trees/main"]
+
+
+MALFORMED_CONTENTS: list[Any] = [
+    "not json", 12, {"type": "file"}, contents_answer("videos/a.mp4", type=None),
+    contents_answer("videos/a.mp4", type="blob"), contents_answer("videos/a.mp4", sha="../../x"),
+    contents_answer("videos/a.mp4", size=-1), contents_answer("videos/a.mp4", size="1000"),
+    contents_answer("videos/a.mp4", encoding="utf-8"),
+    contents_answer("videos/a.mp4", content=None),
+    contents_answer("videos/a.mp4", content="!!not base64!!"),
+    contents_answer("videos/a.mp4", content="AAAA\n!AAAA\n"),  # lenient decoding would pass
+]
+
+
+@pytest.mark.parametrize("body", MALFORMED_CONTENTS)
+async def test_a_malformed_contents_answer_is_a_protocol_error(gh: GitHubStandIn,
+                                                               body: Any) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        return httpx.Response(200, content=content)
+
+    artifacts = source(gh, JsonState(), transport=httpx.MockTransport(answer))
+    with pytest.raises(ProtocolError):
+        await artifacts.find(["videos/a.mp4"])
+
+
+EDGE = [3000, INLINE_MAX - 1, INLINE_MAX, INLINE_MAX + 1, 2 * INLINE_MAX]
+Kind = tuple[str, int]  # ("missing" | "file" | "lfs", size)
+kinds: st.SearchStrategy[Kind] = st.one_of(
+    st.just(("missing", 0)), st.tuples(st.just("file"), st.sampled_from(EDGE)),
+    st.tuples(st.just("lfs"), st.sampled_from([3000, 2 * INLINE_MAX])))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(kinds, min_size=1, max_size=BY_PATH_MAX))
+def test_any_few_files_by_path(shared_gh: GitHubStandIn, files: list[Kind]) -> None:
+    """Up to BY_PATH_MAX paths of sizes around the 1 MB edge, present or not: find + open
+    yield exactly the pushed bytes, for one request per file up to 1 MB or missing, two per
+    larger file, and contents + LFS batch (+ the object, on the other host) per LFS file."""
+    gh, repo = shared_gh, f"acme/p{next(_repos)}"
+    gh.add_repo(repo)
+    gh.grant(TOKEN, repo)
+    paths = [f"videos/{i}.mp4" for i in range(len(files))]
+    pushed = {p: clip(size, p) for p, (kind, size) in zip(paths, files, strict=True)
+              if kind != "missing"}
+    for path, (kind, _) in zip(paths, files, strict=True):
+        if kind != "missing":
+            gh.put_file(repo, path, pushed[path], lfs=kind == "lfs")
+    want = Counter(contents=len(files))
+    for kind, size in files:
+        want["blobs"] += kind == "file" and size > INLINE_MAX
+        want["lfs_batch"] += kind == "lfs"
+    want = +want
+
+    async def run() -> None:
+        artifacts = source(gh, JsonState(), repo=repo)
+        try:
+            seen = Requests(gh)
+            found = await artifacts.find(paths)
+            got = {p: await read(artifacts, r) for p, r in found.items() if r is not None}
+            assert got == pushed
+            assert seen.take() == (want, Counter())
+        finally:
+            await close(artifacts)
+
+    asyncio.run(run())

@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from videopoll.sandbox import gitdata
+from videopoll.sandbox.gitdata import Entry
 from videopoll.sandbox.github import GitHubStandIn
+from videopoll.sandbox.githubapi import INLINE_MAX
 from videopoll.sandbox.server import Fault
 
 TOKEN, REPO = "ghp_sandbox", "acme/videos"
@@ -267,6 +269,52 @@ def test_contents(gh: GitHubStandIn, api: httpx.Client) -> None:
     assert_error(api.get(f"/repos/{REPO}/contents/videos/none.mp4"), 404, "Not Found")
     gh.put_files(REPO, {f"many/{i:04}": b"" for i in range(1001)})
     assert len(api.get(f"/repos/{REPO}/contents/many").json()) == 1000
+
+
+def test_contents_object_media_type(gh: GitHubStandIn, api: httpx.Client) -> None:
+    """What GitHubArtifacts asks for by path: inline up to exactly 1 MB, "none" above it, a
+    directory as one object, a submodule by its type, 404, and a weak ETag (304 when fresh)."""
+    edge, over = bytes(range(256)) * (INLINE_MAX // 256), b"o" * (INLINE_MAX + 1)
+    gh.put_files(REPO, {"videos/edge.mp4": edge, "videos/over.mp4": over})
+    with gh.lock:
+        gh.repos[REPO].commit({"videos/sub": Entry("160000", "commit", "c" * 40)}, "main", 0)
+    obj = {"Accept": "application/vnd.github.object+json"}
+
+    def get(path: str, **headers: str) -> httpx.Response:
+        return api.get(f"/repos/{REPO}/contents/{path}?ref=main", headers={**obj, **headers})
+
+    at_edge = get("videos/edge.mp4")
+    body = at_edge.json()
+    assert (body["type"], body["encoding"], body["size"]) == ("file", "base64", INLINE_MAX)
+    assert base64.b64decode(body["content"]) == edge and body["sha"] == gitdata.blob_sha(edge)
+    assert "\n" in body["content"]  # GitHub wraps the base64
+    tag = at_edge.headers["etag"]
+    assert tag.startswith('W/"') and get("videos/edge.mp4", **{"If-None-Match": tag}
+                                         ).status_code == 304
+    body = get("videos/over.mp4").json()
+    assert (body["content"], body["encoding"], body["size"]) == ("", "none", len(over))
+    folder = get("videos").json()
+    assert folder["type"] == "dir" and [e["name"] for e in folder["entries"]] == [
+        "edge.mp4", "over.mp4", "sub"]
+    assert isinstance(api.get(f"/repos/{REPO}/contents/videos").json(), list)
+    sub = get("videos/sub").json()
+    assert (sub["type"], sub["sha"]) == ("submodule", "c" * 40) and "content" not in sub
+    assert_error(get("videos/none.mp4"), 404, "Not Found")
+
+
+@pytest.mark.parametrize("route", ["contents", "blobs"])
+def test_the_wrong_bytes_fault_keeps_size_and_sha(gh: GitHubStandIn, api: httpx.Client,
+                                                  route: str) -> None:
+    data = b"the right bytes" * 100
+    sha = gh.put_file(REPO, "videos/w.mp4", data)
+    gh.inject(route, Fault("wrong_bytes"))
+    url = (f"/repos/{REPO}/contents/videos/w.mp4" if route == "contents"
+           else f"/repos/{REPO}/git/blobs/{sha}")
+    body = api.get(url).json()
+    got = base64.b64decode(body["content"])
+    assert (body["sha"], body["size"], len(got)) == (sha, len(data), len(data))
+    assert got != data and sum(a != b for a, b in zip(got, data, strict=True)) == 1
+    assert base64.b64decode(api.get(url).json()["content"]) == data  # once only
 
 
 @pytest.mark.parametrize("status", [302, 307])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import itertools
 import socket
 import threading
@@ -290,6 +291,10 @@ class GitHubStandIn(StandIn):
             message = ("You have exceeded a secondary rate limit. Please wait a few minutes "
                        "before you try again.")
             return error(status, message, RATE_DOCS + "#about-secondary-rate-limits", headers)
+        if fault.kind == "wrong_bytes" and request.route in ("blobs", "contents"):
+            # The route's own answer through the usual gate, with the file's bytes changed.
+            handler = githubapi.blobs if request.route == "blobs" else githubapi.contents
+            return self._api(request.route, functools.partial(handler, damage=True))(request)
         if fault.kind == "lfs_pointer":
             with self.lock:
                 content = githubapi.requested_content(self, request)

@@ -195,7 +195,17 @@ def _raw(gh: GitHubStandIn, content: Content, route: str, path: str, tag: str) -
                                             "ETag": tag}, content.size)
 
 
-def blobs(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
+def damaged(content: Content) -> Content:
+    """The same number of bytes with the middle one changed: no longer the blob its SHA names
+    (the `wrong_bytes` fault; "corrupt" flips a byte of the whole answer, JSON and all)."""
+    data = bytearray(content.read())
+    if data:
+        data[len(data) // 2] ^= 0xFF
+    return Content(len(data), data=bytes(data))
+
+
+def blobs(gh: GitHubStandIn, request: Request, repo: Repo, *, damage: bool = False
+          ) -> Response:
     sha = unquote(request.params["sha"])
     if not _SHA.fullmatch(sha):
         return error(422, "The sha parameter must be exactly 40 characters and contain only "
@@ -205,6 +215,7 @@ def blobs(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
     content = repo.blobs.get(sha)
     if content is None:
         return error(404, "Not Found", DOC_BLOB)
+    content = damaged(content) if damage else content
     kind = media(request)
     tag = etag(sha, kind, weak=kind != "raw")
     if fresh(request, tag):
@@ -233,18 +244,27 @@ def _item(gh: GitHubStandIn, repo: Repo, ref: str, commit: Commit, path: str,
     git_url = f"{api}/git/{'trees' if is_dir else 'blobs'}/{entry.sha}"
     html = f"{gh.url}/{repo.full_name}/{'tree' if is_dir else 'blob'}/{quote(ref)}/{quoted}"
     download = None
-    if not is_dir:  # download_url: another host, expiring, single use
+    if entry.type == "commit":  # a submodule: listed as a "file" (GitHub's compatibility)
+        git_url = f"{api}/git/trees/{entry.sha}"
+    elif not is_dir:  # download_url: another host, expiring, single use
         raw_path = f"/raw/{repo.full_name}/{commit.sha}/{quoted}"
         token = gh.objects.issue("raw", raw_path, repo.blobs[entry.sha], ttl=gh.raw_ttl, uses=1)
         download = f"{gh.objects.url}{raw_path}?token={token}"
     self_url = f"{api}/contents/{quoted}?ref={quote(ref)}"
-    return {"type": "dir" if is_dir else "file", "size": 0 if is_dir else
+    return {"type": "dir" if is_dir else "file", "size": 0 if entry.type != "blob" else
             repo.blobs[entry.sha].size, "name": path.rsplit("/", 1)[-1], "path": path,
             "sha": entry.sha, "url": self_url, "git_url": git_url, "html_url": html,
             "download_url": download, "_links": {"self": self_url, "git": git_url, "html": html}}
 
 
-def contents(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
+def contents(gh: GitHubStandIn, request: Request, repo: Repo, *, damage: bool = False
+             ) -> Response:
+    """A file, a directory, or a submodule at `path` on `ref`; 404 where there is none.
+
+    As GitHub: files up to 1 MB come inline (base64 with newlines); from 1 to 100 MB with
+    `content` "" and `encoding` "none" (documented for the object media type; GitHub answers
+    the default one the same way); a directory is a list, or with the object media type one
+    object with `entries`; a submodule is an object of type "submodule"."""
     if repo.empty:
         return error(404, "This repository is empty.", DOC_CONTENTS)
     ref = request.arg("ref") or repo.default_branch
@@ -253,12 +273,21 @@ def contents(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
         return error(404, f"No commit found for the ref {ref}", DOC_CONTENTS)
     path = unquote(request.params.get("path") or "").strip("/")
     entry = repo.lookup(commit.tree, path)
-    if entry is None or entry.type == "commit":
+    if entry is None:
         return error(404, "Not Found", DOC_CONTENTS)
     kind = media(request)
     tag = etag(entry.sha, kind, path, weak=kind != "raw")
     if fresh(request, tag):
         return Response(304, b"", {"ETag": tag})
+    if entry.type == "commit":
+        api = _api(gh, repo)
+        self_url = f"{api}/contents/{quote(path)}?ref={quote(ref)}"
+        return Response.json({
+            "type": "submodule", "submodule_git_url": f"{gh.url}/{path}.git", "size": 0,
+            "name": path.rsplit("/", 1)[-1], "path": path, "sha": entry.sha, "url": self_url,
+            "git_url": f"{api}/git/trees/{entry.sha}", "html_url": None, "download_url": None,
+            "_links": {"self": self_url, "git": f"{api}/git/trees/{entry.sha}", "html": None},
+        }, headers={"ETag": tag})
     if entry.type == "tree":
         prefix = path + "/" if path else ""
         listing = [_item(gh, repo, ref, commit, p, e)
@@ -268,6 +297,7 @@ def contents(gh: GitHubStandIn, request: Request, repo: Repo) -> Response:
         whole = _item(gh, repo, ref, commit, path, entry) if path else {"type": "dir"}
         return Response.json({**whole, "entries": listing}, headers={"ETag": tag})
     content = repo.blobs[entry.sha]
+    content = damaged(content) if damage else content
     if kind == "raw":
         raw_path = f"/raw/{repo.full_name}/{commit.sha}/{quote(path)}"
         return _raw(gh, content, "raw", raw_path, tag)
