@@ -84,14 +84,18 @@ def test_300_running_conversations_cost_4_state_requests_and_no_github(stack: St
     assert summary["calls"] == {"openhands": 4, "github": 0, "store": store_calls}
 
 
-def test_a_file_not_pushed_yet_costs_one_404_a_pass(stack: Stack, video: bytes) -> None:
+def test_a_file_not_pushed_yet_costs_a_404_and_the_listing(stack: Stack, video: bytes) -> None:
+    """The 404 by path cannot tell "not pushed yet" from "a repository we cannot see"; the
+    listing can (a free 304 from the second pass on)."""
     asset, _, path = stack.video("RUNNING", "finished")  # finished, but no file yet
     github = stack.sandbox.github
-    for _ in range(2):
+    for n in range(2):
         summary = stack.cli("poll", "--json").json
-        assert summary["stillGenerating"] == 1 and summary["calls"]["github"] == 1
-        assert github.counts == {"contents": 1} and not github.not_modified
+        assert summary["stillGenerating"] == 1 and summary["calls"]["github"] == 2
+        assert github.counts == {"contents": 1, "trees": 1}
+        assert github.not_modified == ({"trees": 1} if n else {})  # new, then a 304
         github.reset_counts()
+        github.not_modified.clear()
     github.put_file(stack.sandbox.repo, path, video)
     assert stack.cli("poll", "--json").json["processed"] == 1
     assert stack.seed.object(stack.key(asset)) == video
@@ -191,3 +195,18 @@ def test_error_reasons_are_rationed_per_pass(stack: Stack) -> None:
     reasons = sorted(stack.seed.row(a)["error"] for a in rows)
     assert sum(r.startswith("render") for r in reasons) == 4
     assert reasons.count("agent error") == 2
+
+
+def test_a_repository_the_token_cannot_see_is_an_error_not_a_missing_file(stack: Stack
+                                                                          ) -> None:
+    """One finished row, asked for by path: GitHub answers 404 for a repository the token
+    cannot see exactly as for a file not pushed yet. The pass must not take it for a file
+    not pushed yet (and fail the video once the grace has passed) but say what is wrong."""
+    asset, _, _ = stack.video("RUNNING", "finished")
+    env = {"VIDEOPOLL_GITHUB_REPO": "someone/else", "VIDEOPOLL_ARTIFACT_GRACE": "0"}
+    result = stack.cli("poll", "--json", env=env)
+    assert result.code == 1
+    errors = [e["detail"] for e in result.json["errors"]]
+    assert errors == ["github: someone/else@main not found (or the token cannot see it)"]
+    assert (result.json["failed"], stack.seed.row(asset)["status"]) == (0, "finished")
+

@@ -4,7 +4,8 @@ A pass that looks for at most BY_PATH_MAX files asks for each by path
 (`contents/{path}?ref=` with the object media type, concurrently): a file up to 1 MB comes
 inline with its blob SHA and size, so finding AND reading it cost that one request (the bytes
 are kept until `open()` serves them, then dropped, and the engine verifies them like any
-download); a larger one names its blob SHA, downloaded as below; 404 is "not pushed yet".
+download); a larger one names its blob SHA, downloaded as below. A 404 is left to the listing
+below, the one answer that tells "not pushed yet" from "a repository we cannot see".
 
 A pass that looks for more costs one conditional request: the branch's whole tree by ref name
 (`git/trees/{ref}?recursive=1` with If-None-Match), answered 304 (free of rate limit) while
@@ -46,8 +47,8 @@ _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1, or SHA-256 repositorie
 # tree listing. Why 2: k files by path cost at worst 2k requests (files over 1 MB need their
 # blob too) against 1 + k for the listing and the downloads, and DESIGN allows at most two
 # GitHub requests beyond the original system's one per video (k = 2: 4 against 3). A finished
-# row whose file is not pushed yet costs a 404 each pass, where the listing shares one
-# (free) 304 among any number of them.
+# row whose file is not pushed yet costs its 404 and then the listing (a free 304 once
+# cached), which alone can tell it from a repository the token cannot see.
 BY_PATH_MAX = 2
 OBJECT = "application/vnd.github.object+json"  # a file or a directory, always one object
 PIECE = 1024 * 1024  # kept bytes are handed out in pieces of this size, like a download
@@ -126,10 +127,12 @@ class GitHubArtifacts:
             if exc.status == 404 and "No commit found" in exc.message:  # the ref is unknown
                 raise self._not_found(exc) from None
             if exc.status == 404:
-                # Not pushed yet, or the repository is empty (the listing's 409). A repository
-                # the token cannot see is a 404 too, which no answer by path tells apart (as
-                # with the original system's requests): `doctor` and any listing say so.
-                return None
+                # Not pushed yet — or a repository the token cannot see (or an empty one),
+                # which answers a path the same 404. Only the listing tells them apart, and
+                # telling them apart matters: a file missing past VIDEOPOLL_ARTIFACT_GRACE
+                # fails its video, a repository we cannot see must stop the pass instead.
+                # (A pass over a file not pushed yet costs this 404 and the listing's 304.)
+                return _LISTED
             raise
         body = json_of(response, "contents")
         if isinstance(body, list) or (isinstance(body, dict)
