@@ -92,6 +92,7 @@ def main(argv: list[str]) -> int:
                 passes.idle_and_repeated(world, results, ns[-1])
             if step("profile"):
                 passes.profile(world, results, ns[-1])
+                passes.timeline(world, results, ns[0])
             if step("transfers"):
                 for size in sizes:
                     # A 1 GiB TUS upload takes ~40 s at 80 ms a chunk: once keeps the run in 15 min.

@@ -26,6 +26,8 @@ def explain(results: Results) -> None:
         name = target.name
         if name.startswith("pass at") and "speed-up" in name:
             results.analysis += _speed(results, target)
+        elif name.startswith("pass at") and "process wall" in name:
+            results.analysis += _small(results, target)
         elif name.startswith("pass at") and "OpenHands" in name:
             results.analysis += _openhands(results, target)
         elif name.startswith("throughput") and "file" in name:
@@ -55,6 +57,42 @@ def _speed(results: Results, target: Target) -> list[str]:
         "its file by path, which brings a file up to 1 MB inline (else the listing, then the "
         "download) → upload → ready, each a round trip) and the copies themselves, "
         "VIDEOPOLL_CONCURRENCY at a time.", ""]
+
+
+def _chain(spans: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """The requests that held the pass up: from the last answer back, each time the request
+    whose answer came last before the current one started."""
+    chain = [max(spans, key=lambda s: s[2])]
+    while True:
+        before = [s for s in spans  # started earlier (so this ends), answered before it
+                  if s[1] < chain[-1][1] and s[2] <= chain[-1][1] + 0.002]
+        if not before:
+            return chain[::-1]
+        chain.append(max(before, key=lambda s: s[2]))
+
+
+def _small(results: Results, target: Target) -> list[str]:
+    head = f"**{target.name}: {target.measured}, goal {target.goal}.**"
+    if "small_timeline" not in results.data:
+        return [f"{head} (Run the `profile` part for why.)", ""]
+    n, wall, seconds, spans = results.data["small_timeline"]
+    chain = _chain(spans)
+    waited = sum(b - a for _, a, b in chain)
+    steps = " → ".join(f"{kind} ({(b - a) * 1000:.0f} ms)" for kind, a, b in chain)
+    libraries = next((line.videopoll for line in results.lines
+                      if line.measure == "the libraries alone"), None)
+    floor = (f"; the interpreter and the libraries a pass cannot do without (typer, httpx, "
+             f"httpcore, anyio, asyncio) take {libraries * 1000:.0f} ms of that to import"
+             if libraries else "")
+    return [
+        f"{head} In the traced run (see *A videopoll pass at N={n}, request by request*) "
+        f"the process took {wall:.2f} s: {wall - seconds:.2f} s of start-up and exit"
+        f"{floor}, and a {seconds:.2f} s pass, {waited:.2f} s of it waiting on one round "
+        f"trip after another: {steps}. Each depends on the one before: the agent's answer "
+        "needs the pending rows, the claim and the file need the answer, the upload needs "
+        "the claim and the bytes, the ready mark needs the upload. The original's "
+        "process, whose start-up imports httpx alone, spends its time on ten OpenHands round "
+        "trips; videopoll's on a chain this long and on its start-up.", ""]
 
 
 def _openhands(results: Results, target: Target) -> list[str]:

@@ -197,6 +197,30 @@ def profile(world: World, results: Results, n: int) -> None:
     prof.unlink(missing_ok=True)
 
 
+def timeline(world: World, results: Results, n: int = 10) -> None:
+    """A small pass request by request (the `videopoll poll` a cron line runs): what its
+    wall time is made of — start-up and exit, then the chain of round trips."""
+    trace = world.tmp / "small-trace.jsonl"
+    trace.unlink(missing_ok=True)
+    run = one(world, world.conversations(mix(n)), "videopoll",
+              argv=proc.module("timed", "poll", "--json"), extra_env={"BENCH_TRACE": str(trace)})
+    events = sorted((json.loads(line) for line in trace.read_text().splitlines()
+                     if line.strip()), key=lambda e: e["start"])
+    trace.unlink(missing_ok=True)
+    if not events:
+        return
+    zero = events[0]["start"]
+    spans = [(e["kind"], e["start"] - zero, e["end"] - zero) for e in events]
+    results.data["small_timeline"] = (n, run.wall, run.seconds, spans)
+    results.profile += [
+        f"### A videopoll pass at N={n}, request by request", "",
+        f"The whole process took {run.wall:.2f} s from spawn to exit (under the request "
+        f"trace's small overhead); its pass {run.seconds:.2f} s, from the first request's "
+        "start to the last answer. Times in ms from the first request:", "",
+        "| request | start | answered |", "|---|--:|--:|",
+        *(f"| {kind} | {a * 1000:.0f} | {b * 1000:.0f} |" for kind, a, b in spans), ""]
+
+
 TRACE_HELP = ("*in flight* is the wall time during which at least one request of that kind "
               "was waiting for its answer (until its headers came back); *at once* is the "
               "average number in flight then (1.0 = strictly one after another).")

@@ -404,12 +404,13 @@ async def test_an_lfs_pointer_by_path(gh: GitHubStandIn) -> None:
     assert gh.objects.counts["lfs_object"] == 1
 
 
-async def test_a_path_not_pushed_yet_is_none_for_one_404(gh: GitHubStandIn) -> None:
+async def test_a_path_not_pushed_yet_is_none_once_the_listing_agrees(gh: GitHubStandIn) -> None:
     gh.put_files(REPO, FILES)
     seen = Requests(gh)
     artifacts = source(gh, JsonState())
     assert await artifacts.find(["videos/l1/none.mp4"]) == {"videos/l1/none.mp4": None}
-    assert seen.take() == (Counter(contents=1), Counter())
+    # The 404 alone cannot tell it from a repository the token cannot see: the listing can.
+    assert seen.take() == (Counter(contents=1, trees=1), Counter())
 
 
 async def test_an_empty_repository_has_nothing_yet(gh: GitHubStandIn) -> None:
@@ -537,6 +538,23 @@ async def test_a_followed_symlink_is_settled_by_the_listing(gh: GitHubStandIn) -
     assert list(listed) == [f"/repos/{REPO}/git/trees/main"]
 
 
+async def test_a_pointer_whose_bytes_are_not_its_blob_is_refused(gh: GitHubStandIn) -> None:
+    """An LFS pointer names what to fetch and is kept by blob SHA for good: inline bytes that
+    are not the blob the answer names must not become one."""
+    pointer = (b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64
+               + b"\nsize 5000\n")
+    other = gitdata.blob_sha(pointer.replace(b"a" * 64, b"b" * 64))
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=contents_answer(
+            "videos/lfs.mp4", sha=other, size=len(pointer),
+            content=gitdata.b64_lines(pointer).decode()))
+
+    artifacts = source(gh, JsonState(), transport=httpx.MockTransport(answer))
+    with pytest.raises(ProtocolError, match="does not match its blob SHA"):
+        await artifacts.find(["videos/lfs.mp4"])
+
+
 MALFORMED_CONTENTS: list[Any] = [
     "not json", 12, {"type": "file"}, contents_answer("videos/a.mp4", type=None),
     contents_answer("videos/a.mp4", type="blob"), contents_answer("videos/a.mp4", sha="../../x"),
@@ -573,7 +591,8 @@ kinds: st.SearchStrategy[Kind] = st.one_of(
 def test_any_few_files_by_path(shared_gh: GitHubStandIn, files: list[Kind]) -> None:
     """Up to BY_PATH_MAX paths of sizes around the 1 MB edge, present or not: find + open
     yield exactly the pushed bytes, for one request per file up to 1 MB or missing, two per
-    larger file, and contents + LFS batch (+ the object, on the other host) per LFS file."""
+    larger file, one listing when any is missing, and contents + LFS batch (+ the object, on
+    the other host) per LFS file."""
     gh, repo = shared_gh, f"acme/p{next(_repos)}"
     gh.add_repo(repo)
     gh.grant(TOKEN, repo)
@@ -583,7 +602,8 @@ def test_any_few_files_by_path(shared_gh: GitHubStandIn, files: list[Kind]) -> N
     for path, (kind, _) in zip(paths, files, strict=True):
         if kind != "missing":
             gh.put_file(repo, path, pushed[path], lfs=kind == "lfs")
-    want = Counter(contents=len(files))
+    # A missing file (404) is confirmed by the listing; a small file's bytes stay in hand.
+    want = Counter(contents=len(files), trees=int(any(k == "missing" for k, _ in files)))
     for kind, size in files:
         want["blobs"] += kind == "file" and size > INLINE_MAX
         want["lfs_batch"] += kind == "lfs"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -112,7 +113,12 @@ class GitHubArtifacts:
                     if not isinstance(ref, _Listed)}
             if len(refs) == len(wanted):
                 return refs
-            self._inline.clear()
+            # The listing decides every path then, so that a row's fate never depends on how
+            # many others finished; bytes already in hand for the blob it names stay usable.
+            listed = await self._listed(wanted, list(refs.values()))
+            same = {r.sha for p, r in refs.items() if r is not None and listed.get(p) == r}
+            self._inline = {sha: data for sha, data in self._inline.items() if sha in same}
+            return listed
         return await self._listed(wanted)
 
     async def _by_path(self, path: str) -> ArtifactRef | None | _Listed:
@@ -160,6 +166,12 @@ class GitHubArtifacts:
             raise ProtocolError(f"github: contents answer for {path} has no valid base64",
                                 service=SERVICE) from None
         if size <= POINTER_MAX and (pointer := parse_pointer(data)) is not None:
+            # A pointer names the bytes to fetch and is kept by blob SHA for good: it must be
+            # the blob the answer names (a video's own bytes are verified later instead).
+            algorithm = hashlib.sha1 if len(sha) == 40 else hashlib.sha256  # SHA-256 repos
+            if algorithm(b"blob %d\0" % len(data) + data).hexdigest() != sha:
+                raise ProtocolError(f"github: contents answer for {path} does not match its "
+                                    "blob SHA", service=SERVICE)
             return ArtifactRef(path, sha, pointer[1], lfs_oid=pointer[0])
         # Not checked here: `verified()` checks these bytes against size and sha as it checks
         # any download, and a mismatch is counted and retried (then by blob) the same way.
@@ -167,10 +179,15 @@ class GitHubArtifacts:
         return ArtifactRef(path, sha, size)
 
     # -- listing -----------------------------------------------------------------------------
-    async def _listed(self, paths: Sequence[str]) -> dict[str, ArtifactRef | None]:
+    async def _listed(self, paths: Sequence[str],
+                      known: Sequence[ArtifactRef | None] = ()) -> dict[str, ArtifactRef | None]:
+        """The listing's refs for `paths`; `known` are refs already read by path, whose LFS
+        pointers need no second reading."""
         listing, pointers = await self.listing()
+        fresh = {r.sha: (r.lfs_oid, r.size) for r in known if r is not None and r.lfs_oid}
+        learned = bool(fresh.keys() - pointers.keys())
+        pointers.update(fresh)
         found: dict[str, ArtifactRef | None] = {}
-        learned = False
         for path in paths:
             entry = listing.get(path)
             if entry is None:
