@@ -62,3 +62,16 @@ def test_output_that_cannot_be_flushed_is_exit_120_not_a_traceback(tmp_path: Pat
                           env={**ENV, "VIDEOPOLL_HOME": str(tmp_path / "home")})
     assert done.returncode == 120, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_command_never_loads_h2(tmp_path: Path) -> None:
+    """Every client speaks HTTP/1.1, so the command keeps h2 (which httpcore imports wherever
+    it is installed) out of its start-up; the HTTP stack works without it."""
+    done = videopoll(tmp_path, """
+        import atexit, sys
+        atexit.register(lambda: print("httpcore" in sys.modules, sys.modules.get("h2"),
+                                      file=sys.stderr))
+    """, "poll", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["checked"] == 0
+    assert done.stderr.strip().splitlines()[-1] == "True None"

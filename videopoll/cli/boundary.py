@@ -87,6 +87,11 @@ def usage_error(out: Output, exc: Exception) -> int:
 
 def main() -> NoReturn:
     """The `videopoll` command: run, then leave without tearing the interpreter down."""
+    # Every client speaks HTTP/1.1 only (services/http.py: pooled HTTP/2 connections go
+    # stale behind Supabase's gateway), yet httpcore imports h2 wherever it is installed
+    # (postgrest's httpx[http2] installs it): ~10 ms of every start for nothing. Only in
+    # this process: whatever imports videopoll as a library keeps its h2.
+    sys.modules.setdefault("h2", None)  # type: ignore[arg-type]  # "import h2" fails fast
     exit_now(run())
 
 
