@@ -55,13 +55,14 @@ def test_invalid_json_from_openhands_defers_the_pass(stack: Stack) -> None:
     assert stack.seed.row(asset)["status"] == "generating"
 
 
-@pytest.mark.parametrize(("rows", "route"), [(1, "contents"), (3, "trees")])
+@pytest.mark.parametrize(("rows", "route", "status"),
+                         [(1, "contents", 200), (3, "trees", 200), (1, "contents", 503)])
 def test_invalid_json_from_github_defers_the_finished_rows(stack: Stack, rows: int,
-                                                           route: str) -> None:
+                                                           route: str, status: int) -> None:
     """One finished row is looked up by path, three by the listing: either answer broken
-    defers them all."""
+    (or failing after the retries) defers them all, their claims handed back."""
     assets = [stack.video("RUNNING", "finished")[0] for _ in range(rows)]
-    stack.sandbox.github.inject(route, Fault("status", status=200, body=b"{not json",
+    stack.sandbox.github.inject(route, Fault("status", status=status, body=b"{not json",
                                              times=None))
     result = stack.cli("poll", "--json")
     assert result.code == 1

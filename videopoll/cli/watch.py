@@ -74,7 +74,7 @@ async def watch_view(rt: Runtime, out: Output, *, interval: float, until_done: b
     last: list[PassSummary] = []
     failed = 0  # videos failed over the whole run, for --strict
     live = Live(console=out.out, auto_refresh=False, transient=False) \
-        if out.live and not out.json_mode else None
+        if not out.json_mode and out.live else None  # in this order: --json never loads rich
     board = LiveBoard(clock=clock or (lambda: datetime.now(UTC)))
     bars = None
     if live is not None:

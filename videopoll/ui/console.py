@@ -105,7 +105,7 @@ def log_style(args: Sequence[str]) -> LogStyle | None:
 
 
 def dumps(data: Any) -> str:
-    """The one JSON form of what videopoll prints (`--json`, log records' payloads)."""
+    """The one JSON form of what `--json` prints: compact, one document a line."""
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
