@@ -11,11 +11,14 @@ the other, it:
    pointer there, which the original could never fetch; here it follows the LFS batch API the
    simple way, reading the whole object into memory too;
 3. uploaded the bytes in one request (`POST /storage/v1/object/{bucket}/{key}`, `x-upsert`);
-4. set the row's `storage_path` (`PATCH /rest/v1/lesson_assets?id=eq.<id>`).
+4. set the row's `storage_path` (`PATCH /rest/v1/lesson_assets?id=eq.<id>`);
+5. for a conversation that failed, wrote that on its row: issue 14 counts the original as "one
+   query plus one write per decided row plus one upload per video". The app's own columns
+   have no status, so the write puts the agent's status under `metadata.error`, keeping the
+   rest of the metadata the select already read (one `PATCH`, like the ready mark).
 
 Same stand-ins, same store, same data and the same httpx library as videopoll; plain
-sequential code, one keep-alive client. Failed conversations are counted, not written (the
-original had nowhere to write them), which spares the baseline requests.
+sequential code, one keep-alive client.
 
 Run as `python -m benchmarks.baseline` with videopoll's environment variables (or
 `VIDEOPOLL_STORE=local` + `VIDEOPOLL_HOME`); prints one JSON summary.
@@ -64,9 +67,15 @@ class SupabaseTables:
         response.raise_for_status()
 
     def mark_ready(self, asset_id: str, key: str) -> None:
+        self._patch(asset_id, {"storage_path": key})
+
+    def mark_failed(self, asset_id: str, metadata: dict[str, Any], error: str) -> None:
+        self._patch(asset_id, {"metadata": {**metadata, "error": error}})
+
+    def _patch(self, asset_id: str, changes: dict[str, Any]) -> None:
         response = self.http.patch(
             f"{self.url}/rest/v1/lesson_assets", params={"id": f"eq.{asset_id}"},
-            json={"storage_path": key}, headers={**self.headers, "Prefer": "return=minimal"})
+            json=changes, headers={**self.headers, "Prefer": "return=minimal"})
         response.raise_for_status()
 
 
@@ -94,6 +103,11 @@ class LocalTables:
         with self.db:
             self.db.execute("update lesson_assets set storage_path = ? where id = ?",
                             (key, asset_id))
+
+    def mark_failed(self, asset_id: str, metadata: dict[str, Any], error: str) -> None:
+        with self.db:
+            self.db.execute("update lesson_assets set metadata = ? where id = ?",
+                            (json.dumps({**metadata, "error": error}), asset_id))
 
 
 def run(env: dict[str, str]) -> dict[str, Any]:
@@ -129,6 +143,9 @@ def run(env: dict[str, str]) -> dict[str, Any]:
             item = answer.json()[0] or {}
             sandbox, status = item.get("sandbox_status"), item.get("execution_status")
             if sandbox == "ERROR" or status in ("error", "stuck"):
+                store.mark_failed(row["id"], row.get("metadata") or {},
+                                  str(status or sandbox))
+                counts["store"] += 1
                 summary["failed"] += 1
                 continue
             if status != "finished":
