@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 
@@ -196,3 +199,30 @@ async def test_every_httpx_failure_maps_into_the_tree(error: Exception, kind: st
     """No httpx error escapes as an "internal error": each one has its class and words."""
     result, _, _ = await call(sequence(error))
     assert type(result).__name__ == kind and words in str(result)
+
+
+def test_stamina_is_imported_only_for_a_retry() -> None:
+    """Most runs never retry, so a clean answer does not load stamina (and tenacity under it,
+    ~10 ms of every start); the first failure worth retrying does, and is counted once."""
+    code = """
+import asyncio, json, sys
+from collections import Counter
+import httpx
+from videopoll.model import Service
+from videopoll.services.http import make_client
+
+answers = [httpx.Response(200), httpx.Response(503), httpx.Response(200)]
+async def main():
+    seen = []
+    calls = Counter()
+    async with make_client(Service.GITHUB, "http://api.test", calls=calls,
+                           transport=httpx.MockTransport(lambda r: answers.pop(0))) as client:
+        for _ in range(2):
+            status = (await client.get("/x")).status_code
+            seen.append([status, calls["github"], "stamina" in sys.modules])
+    print(json.dumps(seen))
+asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert json.loads(done.stdout) == [[200, 1, False], [200, 3, True]], done.stderr

@@ -22,9 +22,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import stamina
 
 from ..model import Service
 from .pacing import RatePacer
@@ -39,6 +39,10 @@ log = logging.getLogger("videopoll.retry")
 # The request a retry loop is running for (stamina's hook sees only "<context block>").
 _SENDING: contextvars.ContextVar[tuple[Service, httpx.Request] | None] = \
     contextvars.ContextVar("videopoll_sending", default=None)
+
+
+if TYPE_CHECKING:
+    import stamina
 
 
 def report_retry(details: stamina.instrumentation.RetryDetails) -> None:
@@ -58,9 +62,20 @@ def report_retry(details: stamina.instrumentation.RetryDetails) -> None:
                                       "wait_s": round(details.wait_for, 3)}})
 
 
-# Retries are reported as videopoll's own records, never as stamina's bare
-# `stamina.retry_scheduled` log lines (its default hook).
-stamina.instrumentation.set_on_retry_hooks([report_retry])
+def _stamina() -> Any:
+    """stamina, imported when a first attempt fails: most runs never retry, and its import
+    (with tenacity's) is ~10 ms of every start. Retries are reported as videopoll's own
+    records, never as stamina's bare `stamina.retry_scheduled` log lines (its default hook)."""
+    import stamina
+
+    global _hooked
+    if not _hooked:
+        stamina.instrumentation.set_on_retry_hooks([report_retry])
+        _hooked = True
+    return stamina
+
+
+_hooked = False
 
 Repeatable = Callable[[httpx.Request], bool]
 
@@ -127,31 +142,51 @@ class RetryTransport(httpx.AsyncBaseTransport):
         override = request.extensions.get(REPEATABLE)
         safe = (self.repeatable(request) if override is None else bool(override)) \
             and _replayable(request)
+        decide = self._decide(request, safe)
+        try:
+            return await self._attempt(request)
+        except _Retry as exc:
+            if not decide(exc):
+                return exc.response
+            first: list[Exception] = [exc]
+        except Exception as exc:
+            if not decide(exc):
+                raise
+            first = [exc]
+        # The first attempt failed in a way worth retrying: stamina's loop takes over, its
+        # first iteration replaying that failure so its backoff, attempts and hooks count it.
         answer: httpx.Response | None = None
         token = _SENDING.set((self.service, request))
         try:
-            async for attempt in stamina.retry_context(
-                on=self._decide(request, safe), attempts=self.budget.attempts,
+            async for attempt in _stamina().retry_context(
+                on=decide, attempts=self.budget.attempts,
                 timeout=max(self.budget.remaining, 0.001), wait_initial=0.5,
                 wait_max=self.budget.max_wait,
             ):
                 with attempt:
-                    self.calls[self.service] += 1
-                    if self.pacer is None:
-                        answer = await self.inner.handle_async_request(request)
-                    else:  # every attempt, a retry too, waits for its slot in the budget
-                        async with self.pacer.slot():
-                            answer = await self.inner.handle_async_request(request)
-                    if answer.status_code in RETRY_STATUSES or answer.status_code == 403:
-                        await answer.aread()
-                        await answer.aclose()
-                        if answer.status_code != 403 or is_rate_limited(answer):
-                            raise _Retry(answer)
+                    if first:
+                        raise first.pop()
+                    answer = await self._attempt(request)
         except _Retry as exc:
             return exc.response
         finally:
             _SENDING.reset(token)
         assert answer is not None
+        return answer
+
+    async def _attempt(self, request: httpx.Request) -> httpx.Response:
+        """One attempt, counted; an answer worth asking again for is read and raised."""
+        self.calls[self.service] += 1
+        if self.pacer is None:
+            answer = await self.inner.handle_async_request(request)
+        else:  # every attempt, a retry too, waits for its slot in the budget
+            async with self.pacer.slot():
+                answer = await self.inner.handle_async_request(request)
+        if answer.status_code in RETRY_STATUSES or answer.status_code == 403:
+            await answer.aread()
+            await answer.aclose()
+            if answer.status_code != 403 or is_rate_limited(answer):
+                raise _Retry(answer)
         return answer
 
     def _decide(self, request: httpx.Request, safe: bool) -> Callable[[Exception], bool | float]:
