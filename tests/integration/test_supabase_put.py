@@ -20,6 +20,7 @@ from videopoll.errors import (
     ConfigError,
     ContentMismatch,
     LeaseLost,
+    ProtocolError,
     RequestRejected,
     ServerError,
     ShortBody,
@@ -128,8 +129,8 @@ async def test_large_file_goes_through_tus_in_6_mib_chunks(seed: Seed, store: Su
                                                    (2 * CHUNK, MiB + 5)]
     assert (supa.writes[f"{BUCKET}/{key}"], supa.write_log[-1].via) == (1, "tus")
     assert await stored(http, supa, key) == data
-    saved = seed.book(asset.id)
-    assert saved is not None and saved["upload_offset"] == len(data)
+    saved = seed.book(asset.id)  # the URL, saved before any chunk went out
+    assert saved is not None and saved["upload_url"] and saved["upload_offset"] == 0
     assert await store.mark_ready(asset.id, OWNER, key)
     done = seed.book(asset.id)
     assert done is not None and done["upload_url"] is None  # ready clears the upload state
@@ -297,19 +298,20 @@ def save_rpcs(supa: SupabaseStandIn) -> int:
                if path.startswith("/rest/v1/rpc/videopoll_save_upload"))
 
 
-async def test_a_100_mib_upload_is_17_patches_and_3_saves(seed: Seed, store: SupabaseStore,
+async def test_a_100_mib_upload_is_17_patches_and_2_saves(seed: Seed, store: SupabaseStore,
                                                           supa: SupabaseStandIn,
                                                           http: httpx.AsyncClient) -> None:
-    """One save after create, one when 64 MiB are in, one for the end (it was 18: one per
-    chunk); the row ends at the exact size and prefix."""
+    """One save after create and one when 64 MiB are in (it was 18: one per chunk, then 3
+    with one for the end, which the ready mark clears at once); the row holds the last save's
+    exact offset and prefix."""
     asset, data = await claimed(seed, store), blob(100 * MiB, seed=21)
     key = key_of(asset)
     await store.put(asset, key, verified(data), size=len(data), digest="sha-100", owner=OWNER)
     assert supa.counts["tus.patch"] == 17 == len(supa.tus_log)
-    assert save_rpcs(supa) == 3
+    assert save_rpcs(supa) == 2
     row = seed.book(asset.id)
-    assert row is not None and row["upload_offset"] == len(data)
-    assert row["upload_prefix_sha256"] == hashlib.sha256(data).hexdigest()
+    assert row is not None and row["upload_offset"] == 11 * CHUNK
+    assert row["upload_prefix_sha256"] == hashlib.sha256(data[:11 * CHUNK]).hexdigest()
     assert await stored(http, supa, key) == data
 
 
@@ -318,9 +320,8 @@ async def test_the_position_is_saved_every_64_mib(supa: SupabaseStandIn,
     data, saves = blob(100 * MiB, seed=22), Saves()
     await tus_upload(http, supa, verified(data), size=len(data), digest="d", saves=saves,
                      clock=lambda: 0.0)
-    assert saves.offsets == [0, 11 * CHUNK, len(data)]  # 11 chunks: the first at >= 64 MiB
+    assert saves.offsets == [0, 11 * CHUNK]  # 11 chunks: the first at >= 64 MiB
     assert saves.log[1][2] == hashlib.sha256(data[:11 * CHUNK]).hexdigest()
-    assert saves.log[2][2] == hashlib.sha256(data).hexdigest()
 
 
 async def test_the_position_is_saved_every_10_seconds_by_the_clock(
@@ -329,7 +330,7 @@ async def test_the_position_is_saved_every_10_seconds_by_the_clock(
     data, saves = blob(8 * CHUNK + 5, seed=23), Saves()
     await tus_upload(http, supa, verified(data), size=len(data), digest="d", saves=saves,
                      clock=lambda: 4.0 * len(supa.tus_log))
-    assert saves.offsets == [0, 3 * CHUNK, 6 * CHUNK, len(data)]
+    assert saves.offsets == [0, 3 * CHUNK, 6 * CHUNK]
 
 
 async def test_a_crash_after_a_save_less_stretch_resumes_from_the_servers_offset(
@@ -365,7 +366,7 @@ async def test_a_crash_after_a_save_less_stretch_resumes_from_the_servers_offset
     assert supa.counts["tus.create"] == 1 and supa.counts["tus.head"] == 2  # ours, and its
     assert supa.tus_log[before][1] == held  # from the server's offset, not from 0
     assert sum(n for _, _, n in supa.tus_log) == len(data)  # every byte once
-    assert saves.offsets[-1] == len(data)
+    assert saves.offsets == [0]  # 10 chunks: 60 MiB, never due
     assert await stored(http, supa, "videos/l1/tus.mp4") == data
 
 
@@ -392,6 +393,117 @@ class Gated(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class HeldSavedRead(httpx.AsyncBaseTransport):
+    """Holds the answer to the read of the saved upload until the download has started (at
+    most 5 s): a `put` that read it before starting the download would wait out the 5 s."""
+
+    def __init__(self) -> None:
+        self.inner, self.download = httpx.AsyncHTTPTransport(), asyncio.Event()
+        self.overlapped: bool | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/videopoll_assets"):
+            try:
+                await asyncio.wait_for(self.download.wait(), 5)
+                self.overlapped = True
+            except TimeoutError:
+                self.overlapped = False
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_the_saved_upload_is_read_while_the_download_starts(
+        seed: Seed, supa: SupabaseStandIn, http: httpx.AsyncClient) -> None:
+    """Both take a round trip or two (the LFS batch and the object's first bytes; the REST
+    read) and a large upload needs both, so they go together; every byte still goes once."""
+    held = HeldSavedRead()
+    data = blob(2 * CHUNK + 3, seed=29)
+
+    async def download() -> AsyncIterator[bytes]:
+        held.download.set()
+        async for piece in verified(data):
+            yield piece
+
+    async with make_client(Service.STORE, supa.url, calls=Counter(), transport=held) as own:
+        store = await SupabaseStore.connect(own, url=supa.url, key=supa.service_key,
+                                            bucket=BUCKET)
+        asset = await claimed(seed, store)
+        await store.put(asset, key_of(asset), download(), size=len(data), digest="d",
+                        owner=OWNER)
+        await store.close()
+    assert held.overlapped is True
+    assert supa.counts["tus.create"] == 1 and sum(n for _, _, n in supa.tus_log) == len(data)
+    assert await stored(http, supa, key_of(asset)) == data
+
+
+async def test_a_download_failing_while_the_saved_upload_is_read_leaves_nothing_running(
+        seed: Seed, store: SupabaseStore, supa: SupabaseStandIn) -> None:
+    """The first bytes never come: the upload being planned beside them is abandoned, no
+    task is left behind, and nothing was sent."""
+    asset = await claimed(seed, store)
+
+    async def broken() -> AsyncIterator[bytes]:
+        nothing: tuple[bytes, ...] = ()
+        for piece in nothing:  # an async generator that yields nothing, then fails
+            yield piece
+        raise ShortBody()
+
+    before = set(asyncio.all_tasks())
+    with pytest.raises(ShortBody):
+        await store.put(asset, key_of(asset), broken(), size=3 * CHUNK, digest="d",
+                        owner=OWNER)
+    await asyncio.sleep(0.05)
+    assert set(asyncio.all_tasks()) - before == set()
+    assert supa.tus_log == []
+
+
+async def test_a_crash_between_the_last_chunk_and_the_ready_mark_sends_nothing_again(
+        supa: SupabaseStandIn, http: httpx.AsyncClient) -> None:
+    """Nothing is saved after the last chunk. Killed before the ready mark, the next attempt
+    resumes from the last save: the server says the upload is complete, the saved prefix of
+    the re-read bytes is checked, and not a byte or a new upload goes out."""
+    data, saves = blob(70 * MiB, seed=27), Saves()
+    await tus_upload(http, supa, verified(data), size=len(data), digest="d", saves=saves,
+                     clock=lambda: 0.0)
+    assert saves.offsets == [0, 11 * CHUNK]
+    url, offset, prefix = saves.log[-1]
+    patches = len(supa.tus_log)
+    await tus_upload(http, supa, verified(data), size=len(data), digest="d", saves=saves,
+                     saved=tus.Saved(url, "d", offset, prefix), clock=lambda: 0.0)
+    assert len(supa.tus_log) == patches and supa.counts["tus.create"] == 1
+    assert supa.counts["tus.head"] == 1
+    assert await stored(http, supa, "videos/l1/tus.mp4") == data
+    with pytest.raises(ProtocolError, match="bytes differ"):  # and the prefix is checked
+        await tus_upload(http, supa, verified(blob(70 * MiB, seed=28)), size=len(data),
+                         digest="d", saves=saves, saved=tus.Saved(url, "d", offset, prefix))
+
+
+@pytest.mark.parametrize("case", range(6))
+async def test_pieces_of_any_size_make_exact_chunks(supa: SupabaseStandIn,
+                                                    http: httpx.AsyncClient, case: int) -> None:
+    """Whatever sizes the download's pieces come in (a few bytes, across a chunk's end,
+    several chunks at once), every PATCH but the last is exactly one chunk, in order, and
+    the object is the bytes."""
+    rng = random.Random(case)
+    data = blob(3 * CHUNK + rng.randrange(1, CHUNK), seed=30 + case)
+    sizes = [rng.choice([rng.randrange(1, 5000), rng.randrange(1, CHUNK),
+                         rng.randrange(CHUNK, 2 * CHUNK + 2)]) for _ in range(64)]
+
+    async def pieces() -> AsyncIterator[bytes]:
+        at, n = 0, 0
+        while at < len(data):
+            yield data[at:at + sizes[n % len(sizes)]]
+            at, n = at + sizes[n % len(sizes)], n + 1
+
+    await tus_upload(http, supa, pieces(), size=len(data), digest="d", saves=Saves())
+    log = [(o, n) for _, o, n in supa.tus_log]
+    assert log == [(i * CHUNK, min(CHUNK, len(data) - i * CHUNK)) for i in range(len(log))]
+    assert sum(n for _, n in log) == len(data)
+    assert await stored(http, supa, "videos/l1/tus.mp4") == data
 
 
 async def test_reading_runs_one_chunk_ahead_and_no_further(supa: SupabaseStandIn) -> None:

@@ -352,7 +352,8 @@ class SupabaseStore(Transitions):
         if size <= tus.CHUNK:
             await self._put_small(key, chunks, size, content_type)
             return
-        saved = await self._saved_upload(asset.id)
+        # Read while the download starts (`tus.upload` awaits it beside the first bytes).
+        saved = self._saved_upload(asset.id)
 
         async def save(url: str, offset: int, prefix: str) -> bool:
             return await self._flag(

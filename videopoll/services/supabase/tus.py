@@ -180,19 +180,24 @@ Save = Callable[[str, int, str], Awaitable[bool]]  # (url, offset, prefix sha256
 
 # How often the position is saved on the row while chunks go out: when this many bytes were
 # accepted since the last save, or this many seconds passed, whichever comes first (and always
-# right after create, and after the last chunk or a failure). Saving after every 6 MiB chunk
+# right after create, and after a failure). Saving after every 6 MiB chunk
 # cost a REST round trip per chunk. Little is lost by saving less: after a crash HEAD gives
 # the server's offset anyway, so a resume goes on from there, not from the saved offset; what
 # the row must hold is the URL and the digest (saved at once), and the saved prefix hash covers
 # exactly the saved offset, so the re-read prefix is still checked. What a crash costs is that
 # the bytes between the saved offset and the server's (at most these 64 MiB and a chunk, ~2
 # chunks before) are taken as they are, like the bytes of a PATCH cut short always were.
+# Nothing is saved after the last chunk: the ready mark that follows clears the upload state,
+# and a crash between the two resumes the same way from the last save (HEAD says the upload
+# is complete, the saved prefix is checked, nothing is sent), so that save was a round trip of
+# every large upload for nothing.
 SAVE_BYTES = 64 * 1024 * 1024
 SAVE_SECONDS = 10.0
 
 
 async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, size: int,
-                 content_type: str, digest: str, saved: Saved | None, save: Save,
+                 content_type: str, digest: str,
+                 saved: Saved | None | Awaitable[Saved | None], save: Save,
                  save_bytes: int = SAVE_BYTES, save_seconds: float = SAVE_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
     """Stream `chunks` into object `name` through TUS, resuming `saved` when it is ours.
@@ -200,69 +205,84 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
     Each full chunk is PATCHed as soon as it fills, while the next one is read (one chunk
     ahead, no more); the last one only after `chunks` ended without raising (it holds its last
     piece back until the bytes are verified), so a stream that fails leaves an unfinished
-    upload and no object. A new upload is created (and its URL saved) while the first chunk is
-    read. The position is saved through `save` every `save_bytes` or `save_seconds` (by
-    `clock`), beside the next PATCH, never two saves at once; after the last chunk, and after a
-    failure, the exact position is saved (False from `save`: the lease is gone, so stop). A
-    resumed upload goes on from wherever the server is, at or past the saved position, once the
-    saved prefix of `chunks` hashes as it did.
+    upload and no object. `saved` may be the read of the row's saved position, still to be
+    awaited: it then runs while the download's first bytes come (both are needed either way,
+    and each takes a round trip or two). A new upload is created (and its URL saved) as soon
+    as there is nothing to resume, while the first chunk is read. The position is saved
+    through `save` every `save_bytes` or `save_seconds` (by `clock`), beside the next PATCH,
+    never two saves at once; after a failure, the exact position is saved (False from `save`:
+    the lease is gone, so stop). A resumed upload goes on from wherever the server is, at or
+    past the saved position, once the saved prefix of `chunks` hashes as it did.
     """
     stream = aiter(chunks)
     url, offset, hasher, pending = None, 0, hashlib.sha256(), bytearray()
-    if saved is not None and saved.url and not tus.owns(saved.url):
-        # Not an upload of our Storage endpoint: never send it a request (it would carry
-        # the key); forget it and start afresh.
-        log.warning("%s: ignoring a saved upload URL outside %s; starting the upload afresh",
-                    name, tus.endpoint)
-        if not await save("", 0, ""):
-            raise LeaseLost()
-        saved = None
-    if saved is not None and saved.url:
+    if saved is None or isinstance(saved, Saved):
+        known, opening = await _plan(tus, saved, save, name, size, content_type)
+    else:
+        reading = asyncio.ensure_future(saved)
+        plan = asyncio.ensure_future(_read_plan(reading, tus, save, name, size, content_type))
+        try:
+            head = await anext(stream, b"")
+            known, opening = await plan
+        except BaseException:
+            await _abandon(reading, plan)
+            raise
+        stream = _prepend(head, stream)
+    if known is not None:
         # Offset 0 too: with saves every SAVE_BYTES, a crash may leave the server well past a
         # row that only ever held the URL.
-        ours = saved.digest == digest and 0 <= saved.offset <= size
-        held = await tus.offset(saved.url) if ours else None
-        if held is not None and saved.offset <= held <= size:
+        ours = known.digest == digest and 0 <= known.offset <= size
+        held = await tus.offset(known.url) if ours else None
+        if held is not None and known.offset <= held <= size:
             # Same artifact, and the server holds at least what was saved; a real tus server
             # also keeps the bytes of a PATCH cut short, so it may hold more. Re-read the
             # saved prefix (hashing it, keeping none), prove it is what was sent before, then
             # skip the rest of what the server holds and continue from its offset.
-            pending = await _skip(stream, saved.offset, hasher, name)
-            if saved.offset and hasher.hexdigest() != saved.prefix_sha256:
+            pending = await _skip(stream, known.offset, hasher, name)
+            if known.offset and hasher.hexdigest() != known.prefix_sha256:
                 # Those bytes are consumed and cannot be sent again: drop the old upload and
                 # let the next attempt start afresh.
                 await save("", 0, "")
-                await tus.terminate(saved.url)
+                await tus.terminate(known.url)
                 raise ProtocolError(f"store: {name}: bytes differ from the interrupted upload; "
                                     "starting afresh next pass", service=SERVICE)
-            pending = await _skip(_prepend(bytes(pending), stream), held - saved.offset,
+            pending = await _skip(_prepend(bytes(pending), stream), held - known.offset,
                                   hasher, name)
-            url, offset = saved.url, held
+            url, offset = known.url, held
         else:  # another artifact, or the server lost track: abandon it (best effort)
-            await tus.terminate(saved.url)
+            await tus.terminate(known.url)
+            opening = asyncio.ensure_future(_open(tus, save, name, size, content_type))
     policy = _Policy(save_bytes, save_seconds, clock)
     if url is None:
-        pipe = _Pipeline(tus, asyncio.ensure_future(_open(tus, save, name, size, content_type)),
-                         0, 0, hasher, save, policy)
+        assert opening is not None
+        pipe = _Pipeline(tus, opening, 0, 0, hasher, save, policy)
     else:
-        pipe = _Pipeline(tus, url, offset, saved.offset if saved else 0, hasher, save, policy)
-    chunk = bytearray()  # filled up to CHUNK, then handed to the pipeline
+        assert known is not None
+        pipe = _Pipeline(tus, url, offset, known.offset, hasher, save, policy)
+    # The next chunk's pieces (views of what the stream gave), joined into one `bytes` once it
+    # is full: one allocation and one copy a chunk. A bytearray grown piece by piece, then
+    # copied out, cost ~6 ms of the event loop per 6 MiB chunk (regrowth and fresh pages).
+    parts: list[memoryview] = []
+    held = 0
     try:
         async for piece in _prepend(bytes(pending), stream):
-            if pipe.end + len(chunk) + len(piece) > size:
+            if pipe.end + held + len(piece) > size:
                 raise ContentMismatch(f"{name}: more than {size} bytes")
             view = memoryview(piece)
             while view:
-                room = CHUNK - len(chunk)
-                chunk += view[:room]
-                view = view[room:]
-                if len(chunk) == CHUNK and pipe.end + CHUNK < size:  # never the last chunk
-                    await pipe.send(bytes(chunk))
-                    chunk.clear()
-        if pipe.end + len(chunk) != size:
-            raise ContentMismatch(f"{name}: got {pipe.end + len(chunk)} bytes, expected {size}")
-        if chunk:
-            await pipe.send(bytes(chunk))
+                take = view[:CHUNK - held]
+                parts.append(take)
+                held += len(take)
+                view = view[len(take):]
+                if held == CHUNK and pipe.end + CHUNK < size:  # never the last chunk
+                    chunk = b"".join(parts)
+                    parts.clear()
+                    held = 0
+                    await pipe.send(chunk)
+        if pipe.end + held != size:
+            raise ContentMismatch(f"{name}: got {pipe.end + held} bytes, expected {size}")
+        if parts:
+            await pipe.send(b"".join(parts))
         await pipe.finish()
     except asyncio.CancelledError:
         await pipe.cancel()
@@ -272,6 +292,45 @@ async def upload(tus: TusClient, chunks: AsyncIterator[bytes], *, name: str, siz
         # and save its position, so the next attempt resumes rather than starts over.
         await pipe.drain()
         raise
+
+
+async def _plan(tus: TusClient, saved: Saved | None, save: Save, name: str, size: int,
+                content_type: str) -> tuple[Saved | None, asyncio.Future[str] | None]:
+    """The saved upload worth trying to resume, or (nothing to resume) the creation of a new
+    one, already under way."""
+    if saved is not None and saved.url and not tus.owns(saved.url):
+        # Not an upload of our Storage endpoint: never send it a request (it would carry
+        # the key); forget it and start afresh.
+        log.warning("%s: ignoring a saved upload URL outside %s; starting the upload afresh",
+                    name, tus.endpoint)
+        if not await save("", 0, ""):
+            raise LeaseLost()
+        saved = None
+    if saved is not None and saved.url:
+        return saved, None
+    return None, asyncio.ensure_future(_open(tus, save, name, size, content_type))
+
+
+async def _read_plan(reading: Awaitable[Saved | None], tus: TusClient, save: Save, name: str,
+                     size: int, content_type: str
+                     ) -> tuple[Saved | None, asyncio.Future[str] | None]:
+    return await _plan(tus, await reading, save, name, size, content_type)
+
+
+async def _abandon(reading: asyncio.Future[Saved | None],
+                   plan: asyncio.Future[tuple[Saved | None, asyncio.Future[str] | None]]
+                   ) -> None:
+    """The download failed (or we are cancelled) while the plan was made: stop the read, the
+    plan, and the upload it may have begun creating (an upload created, or even saved, with
+    nothing sent is harmless: the next attempt resumes it or it expires)."""
+    reading.cancel()
+    plan.cancel()
+    await asyncio.gather(reading, plan, return_exceptions=True)
+    if plan.done() and not plan.cancelled() and plan.exception() is None:
+        _, opening = plan.result()
+        if opening is not None:
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
 
 
 async def _open(tus: TusClient, save: Save, name: str, size: int, content_type: str) -> str:
@@ -372,8 +431,9 @@ class _Pipeline:
             raise LeaseLost()
 
     async def finish(self) -> None:
-        """Wait for the last chunk, then save the final position; once the last PATCH is
-        accepted the object is in, so a lease lost meanwhile no longer matters."""
+        """Wait for the last chunk (and a save still in flight); once the last PATCH is
+        accepted the object is in, so a lease lost meanwhile no longer matters, and the
+        position is not saved again (see SAVE_BYTES)."""
         if self._opening is not None:  # nothing was sent (an empty upload)
             self.url = await self._opening
             self._opening = None
@@ -382,9 +442,9 @@ class _Pipeline:
         self.accepted, self.prefix = await self._patch
         self._patch = None
         if self._save is not None:
-            await self._save
+            with contextlib.suppress(Exception):
+                await self._save
             self._save = None
-        await self.save(self.url, self.accepted, self.prefix)
 
     async def drain(self) -> None:
         """Let the chunk in flight land, then save the last accepted position; errors do not
