@@ -191,9 +191,12 @@ def _to_storage(results: Results, target: Target) -> list[str]:
                  f"`videopoll_save_upload` RPCs ({save[0]:.2f} s).")
     text += (
         " Since issue 14 `upload()` (`videopoll/services/supabase/tus.py`) saves the position "
-        "every 64 MiB or 10 s (beside the next PATCH) rather than after every chunk, hashes "
-        "the prefix off the event loop, reads one chunk ahead and creates the upload while the "
-        "first chunk is read. That leaves one round trip per 6 MiB, "
+        "every 64 MiB or 10 s (beside the next PATCH) rather than after every chunk, and not "
+        "after the last one (the ready mark clears it), hashes the prefix off the event loop, "
+        "reads one chunk ahead, joins each chunk once from the download's pieces, reads the "
+        "saved position while the download starts and creates the upload while the first "
+        "chunk is read. That leaves one round trip per 6 MiB, plus moving the chunk itself "
+        "(a few ms over loopback, through both ends' Python HTTP stacks), "
         "which TUS cannot avoid (the PATCHes of one upload are sequential): at "
         f"{latency * 1000:.0f} ms that is a ceiling of {ceiling:.0f} MB/s on this loopback"
         + (f", {ceiling / got['plain']:.0%} of the plain copy" if got else "")
