@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,6 +164,14 @@ class StartTask:
     state: Status  # STARTING, GENERATING (ready) or FAILED
     conversation_id: str | None = None
     detail: str | None = None
+
+
+def git_blob_hash(size: int, sha: str) -> Any:
+    """A hash primed for the git blob of `size` bytes named `sha`; fed the blob's bytes, its
+    hexdigest is `sha` when they are that blob. SHA-1 for a 40-hex name, SHA-256 for a 64-hex
+    one (a repository in git's SHA-256 object format): the one rule for the listing's SHAs,
+    which both lengths pass."""
+    return (hashlib.sha1 if len(sha) == 40 else hashlib.sha256)(b"blob %d\0" % size)
 
 
 @dataclass(frozen=True)

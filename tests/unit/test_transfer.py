@@ -59,6 +59,19 @@ async def test_last_piece_is_held_until_the_hash_is_checked() -> None:
     assert b"".join(out) == MP4[: len(b"".join(out))]
 
 
+@pytest.mark.parametrize("piece", [7, 1000])
+async def test_a_sha256_repository_s_blob_id_is_checked_with_sha256(piece: int) -> None:
+    """A 64-hex blob id (git's SHA-256 object format, which the listing accepts) is the
+    SHA-256 of the blob; its bytes pass, and other bytes under that id do not."""
+    sha = hashlib.sha256(b"blob %d\0" % len(MP4) + MP4).hexdigest()
+    ref = ArtifactRef("videos/a/b.mp4", sha, len(MP4))
+    data, _ = await collect(verified(pieces(MP4, piece), ref))
+    assert data == MP4
+    bad = MP4[:-1] + bytes([MP4[-1] ^ 1])
+    with pytest.raises(ContentMismatch, match="git blob SHA-256"):
+        await collect(verified(pieces(bad, piece), ref))
+
+
 async def test_short_body_is_transient() -> None:
     """A body that ends early is ShortBody (retried), not a mismatch (counted)."""
     with pytest.raises(ShortBody, match=f"download ended \\(5000 of {len(MP4)} bytes"):

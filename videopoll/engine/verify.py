@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..errors import ContentMismatch, NotVideo, ShortBody, TooLarge, UnsafePath
-from ..model import ArtifactRef
+from ..model import ArtifactRef, git_blob_hash
 
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII without space
 
@@ -60,7 +60,7 @@ class _Digest:
             self._hash: Any = hashlib.sha256()
             self.expected = ref.lfs_oid
         else:
-            self._hash = hashlib.sha1(b"blob %d\0" % ref.size)
+            self._hash = git_blob_hash(ref.size, ref.sha)
             self.expected = ref.sha
         self._batch: list[bytes] = []
         self._batched = 0
@@ -97,7 +97,8 @@ async def verified(
     progress: Callable[[int], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield `source`'s bytes, raising before the last piece leaves unless they are exactly
-    the file GitHub listed (size, git blob SHA-1 or LFS sha256) and start with an MP4 box.
+    the file GitHub listed (size, git blob SHA-1, or SHA-256 in a SHA-256 repository, or LFS
+    sha256) and start with an MP4 box.
 
     A head that is not an MP4 is read to the end without being passed on: when it still
     matches GitHub's hash the file really is no video (NotVideo, permanent); otherwise the
@@ -137,7 +138,8 @@ async def verified(
     if not await digest.ok():
         if html:
             raise ContentMismatch("got an HTML page instead of the video")
-        kind = "sha256" if ref.lfs else "git blob SHA-1"
+        kind = "sha256" if ref.lfs else \
+            "git blob SHA-1" if len(ref.sha) == 40 else "git blob SHA-256"
         raise ContentMismatch(f"downloaded bytes do not match GitHub's {kind}")
     if bad_head or len(head) < 8:
         looks = "an HTML page" if head.lstrip()[:1] == b"<" else f"starts with {head[:8]!r}"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import re
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -30,7 +29,7 @@ from urllib.parse import quote
 import httpx
 
 from ..errors import ArtifactMissing, ProtocolError, RequestRejected, ShortBody
-from ..model import ArtifactRef, Service
+from ..model import ArtifactRef, Service, git_blob_hash
 from ..ports import StateCache
 from .http import send
 from .retry import idempotent
@@ -168,8 +167,9 @@ class GitHubArtifacts:
         if size <= POINTER_MAX and (pointer := parse_pointer(data)) is not None:
             # A pointer names the bytes to fetch and is kept by blob SHA for good: it must be
             # the blob the answer names (a video's own bytes are verified later instead).
-            algorithm = hashlib.sha1 if len(sha) == 40 else hashlib.sha256  # SHA-256 repos
-            if algorithm(b"blob %d\0" % len(data) + data).hexdigest() != sha:
+            blob = git_blob_hash(len(data), sha)
+            blob.update(data)
+            if blob.hexdigest() != sha:
                 raise ProtocolError(f"github: contents answer for {path} does not match its "
                                     "blob SHA", service=SERVICE)
             return ArtifactRef(path, sha, pointer[1], lfs_oid=pointer[0])
