@@ -85,6 +85,33 @@ def test_an_unreachable_service_is_exit_1_and_rows_are_deferred(stack: Stack) ->
     assert stack.seed.row(asset)["status"] == "generating"
 
 
+def test_status_with_openhands_unreachable_is_one_line_and_exit_1(stack: Stack) -> None:
+    """DESIGN 6.1: an unreachable service at start-up of `status` is one line naming it and
+    its URL, exit 1; never a report that says "generating" for a state it could not read."""
+    _, cid, _ = stack.video()
+    dead = {"OPENHANDS_BASE_URL": "http://127.0.0.1:9"}
+    result = stack.cli("status", cid, env=dead)
+    assert result.code == 1 and result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "openhands" in lines[0] and "127.0.0.1:9" in lines[0]
+    assert "unreachable" in lines[0]
+    as_json = stack.cli("status", cid, "--json", env=dead)
+    assert as_json.code == 1 and "generating" not in as_json.out
+    assert as_json.json["error"]["code"] == "service"
+
+
+def test_status_when_the_event_log_fails_is_exit_1_not_a_guess(stack: Stack) -> None:
+    """A paused sandbox is decided from its event log; when that keeps failing, `status`
+    says so (exit 1) instead of reporting the state a pass would have deferred."""
+    from videopoll.sandbox.server import Fault
+
+    _, cid, _ = stack.video("PAUSED", None)
+    stack.sandbox.openhands.inject("events", Fault("status", status=500, times=None))
+    result = stack.cli("status", cid, "--json")
+    assert result.code == 1 and result.json["error"]["code"] == "service"
+    assert "openhands" in result.json["error"]["message"]
+
+
 def test_usage_errors_are_exit_2(stack: Stack) -> None:
     assert stack.cli("poll", "--limit", "zero").code == 2
     assert stack.cli("no-such-command").code == 2

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import uuid
 
-from ..errors import NotFound, UsageError
-from ..model import HEX, VideoAsset, normalise_id
+from ..errors import NotFound, ServiceError, UsageError
+from ..model import HEX, Service, VideoAsset, normalise_id
 from ..ports import AgentAPI, ArtifactSource, Rows
 from ..reports import StatusReport
 
@@ -65,6 +65,9 @@ async def explain(store: Rows, agent: AgentAPI, artifacts: ArtifactSource, raw: 
     """The agent's state, the rows that follow the conversation, and its file on GitHub."""
     cid, asked = await find(store, raw)
     state = (await agent.states([cid])).get(cid) if cid is not None else None
+    if state is not None and state.lookup_error:
+        # A pass defers such a row; a report would print "generating" it does not know.
+        raise ServiceError(state.lookup_error, service=Service.OPENHANDS)
     assets = await store.by_conversation(cid) if cid is not None else []
     if asked is not None and all(a.id != asked.id for a in assets):
         assets = [asked, *assets]
