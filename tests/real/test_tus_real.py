@@ -78,8 +78,25 @@ def test_an_upload_goes_in_6_mib_chunks(tus: RealTus) -> None:
     assert [int(p["offset"]) for p in patches] == [0, CHUNK, 2 * CHUNK, 3 * CHUNK]
     assert tus.stored(url) == data
     assert asyncio.run(offset_of(tus, url)) == len(data)
-    # The URL after create, then the end: 20 MiB is under tus.SAVE_BYTES.
-    assert [offset for _, offset, _ in saves.log] == [0, len(data)]
+    # The URL after create, and nothing more: 20 MiB is under tus.SAVE_BYTES, and the end is
+    # not saved (the ready mark clears the upload state).
+    assert [offset for _, offset, _ in saves.log] == [0]
+
+
+def test_a_finished_upload_resumed_from_its_last_save_sends_nothing(tus: RealTus) -> None:
+    """Killed between the last chunk and the ready mark: the next attempt holds only the
+    last save (the URL at offset 0). The real server still answers HEAD for a finished
+    upload, with its full length, so the bytes are re-read and checked, and not one request
+    creates or PATCHes anything."""
+    data, saves = blob(13 * MiB + 7, 7), Saves()
+    digest = hashlib.sha1(data).hexdigest()
+    asyncio.run(upload(tus, data, "videos/l1/a6.mp4", saves=saves))
+    saved = saves.last(digest)
+    assert saved.offset == 0
+    creates, patches = len(tus.log("POST")), len(tus.log("PATCH"))
+    asyncio.run(upload(tus, data, "videos/l1/a6.mp4", saves=saves, saved=saved))
+    assert (len(tus.log("POST")), len(tus.log("PATCH"))) == (creates, patches)
+    assert tus.stored(saved.url) == data
 
 
 def test_a_killed_patch_resumes_from_the_bytes_the_server_kept(tus: RealTus) -> None:
