@@ -17,6 +17,7 @@ budget holds for retries too and a 429 comes only from someone else spending the
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import time
 from collections import Counter
@@ -62,20 +63,16 @@ def report_retry(details: stamina.instrumentation.RetryDetails) -> None:
                                       "wait_s": round(details.wait_for, 3)}})
 
 
+@functools.cache
 def _stamina() -> Any:
     """stamina, imported when a first attempt fails: most runs never retry, and its import
     (with tenacity's) is ~10 ms of every start. Retries are reported as videopoll's own
-    records, never as stamina's bare `stamina.retry_scheduled` log lines (its default hook)."""
+    records, never as stamina's bare `stamina.retry_scheduled` log lines (its default hook),
+    which is set once, here."""
     import stamina
 
-    global _hooked
-    if not _hooked:
-        stamina.instrumentation.set_on_retry_hooks([report_retry])
-        _hooked = True
+    stamina.instrumentation.set_on_retry_hooks([report_retry])
     return stamina
-
-
-_hooked = False
 
 Repeatable = Callable[[httpx.Request], bool]
 
