@@ -461,6 +461,27 @@ async def test_a_download_failing_while_the_saved_upload_is_read_leaves_nothing_
     assert supa.tus_log == []
 
 
+@pytest.mark.parametrize(("fault", "error"), [
+    (Fault("status", status=503, times=None), ServerError),  # fails after its retries
+    (Fault("status", status=200, body=b'{"not": "rows"}', times=None), ProtocolError),  # lies
+])
+async def test_a_saved_upload_read_failing_beside_the_download_creates_nothing(
+        seed: Seed, store: SupabaseStore, supa: SupabaseStandIn, fault: Fault,
+        error: type[Exception]) -> None:
+    """The read of the saved position fails (or answers something that is not rows) while
+    the download has started: the put fails with that error, no upload is created and no
+    task is left behind."""
+    asset, data = await claimed(seed, store), blob(2 * CHUNK + 1, seed=31)
+    supa.inject("rest.table.get", fault)
+    before = set(asyncio.all_tasks())
+    with pytest.raises(error):
+        await store.put(asset, key_of(asset), verified(data), size=len(data), digest="d",
+                        owner=OWNER)
+    await asyncio.sleep(0.05)
+    assert set(asyncio.all_tasks()) - before == set()
+    assert supa.counts["tus.create"] == 0 and supa.tus_log == []
+
+
 async def test_a_crash_between_the_last_chunk_and_the_ready_mark_sends_nothing_again(
         supa: SupabaseStandIn, http: httpx.AsyncClient) -> None:
     """Nothing is saved after the last chunk. Killed before the ready mark, the next attempt
